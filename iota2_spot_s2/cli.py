@@ -1,0 +1,201 @@
+"""``fuse-classify``: thin commands over the library's public functions.
+
+Every command maps to one call a Python user can make directly (see each handler). Bad input
+raises :class:`~iota2_spot_s2.errors.InputError`, printed here as one line
+``fuse-classify: error: <path>: <problem>`` with exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from iota2_spot_s2 import __version__
+from iota2_spot_s2.errors import InputError
+
+EXIT_INPUT_ERROR = 2
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from iota2_spot_s2.sensors import inspect_path
+
+    info = inspect_path(args.path, field=args.field, product=args.product)
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from iota2_spot_s2.simulation import generate_scene
+
+    scene = generate_scene(Path(args.out), size_m=args.size_m, seed=args.seed)
+    print(f"simulated scene written to {scene.root} (seed {args.seed})")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from iota2_spot_s2.pipeline import run_demo
+
+    run_demo(
+        Path(args.out),
+        seed=args.seed,
+        size_m=args.size_m,
+        minutes_per_model=args.minutes,
+        models=tuple(args.models.split(",")),
+    )
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from iota2_spot_s2.pipeline import run_chain
+    from iota2_spot_s2.settings import load_config
+
+    run_chain(load_config(args.config))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from iota2_spot_s2.pipeline import train_from_files
+
+    result = train_from_files(
+        image=Path(args.image),
+        reference=Path(args.reference),
+        field=args.field,
+        model_name=args.model,
+        checkpoint=Path(args.out),
+        epochs=args.epochs,
+        max_minutes=args.minutes,
+        seed=args.seed,
+        block_m=args.block_m,
+    )
+    print(f"best validation mean F1 {result.best_val_mean_f1:.3f} at epoch {result.best_epoch}; "
+          f"checkpoint {result.checkpoint_path}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from iota2_spot_s2.pipeline import predict_from_files
+
+    outputs = predict_from_files(
+        checkpoint=Path(args.checkpoint),
+        image=Path(args.image),
+        out_dir=Path(args.out),
+        tile=args.tile,
+        mode=args.mode,
+        write_proba=args.proba,
+        nomenclature_path=Path(args.nomenclature) if args.nomenclature else None,
+        color_path=Path(args.colors) if args.colors else None,
+        prefix=args.prefix,
+        bf16=args.bf16,
+    )
+    print(f"class map {outputs.class_map} ({outputs.pixels_per_second / 1e6:.2f} Mpx/s)")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from iota2_spot_s2.pipeline import evaluate_from_files
+
+    scores = evaluate_from_files(
+        reference=Path(args.reference),
+        produced=Path(args.map),
+        out_dir=Path(args.out),
+        field=args.field,
+        split=Path(args.split) if args.split else None,
+        subset=args.subset,
+        title=args.title,
+    )
+    print(f"OA {scores.overall_accuracy:.4f}  kappa {scores.kappa:.4f}  mean F1 {scores.mean_f1:.4f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``fuse-classify`` (one sub-command per stage)."""
+    parser = argparse.ArgumentParser(
+        prog="fuse-classify",
+        description="Land-cover maps from SPOT 6/7 and Sentinel-2 with FCNs (iota2-compatible).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("inspect", help="describe an input (Theia L2A, sensor_data, SPOT, vector)")
+    p.add_argument("path")
+    p.add_argument("--field", help="vector field whose distinct values are listed")
+    p.add_argument("--product", choices=("FRE", "SRE"), default="FRE")
+    p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("demo", help="simulated scene: train patch_cnn and fcn, map, evaluate")
+    p.add_argument("--out", default="demo_output")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size-m", type=float, default=1536.0, help="side of the simulated square (m)")
+    p.add_argument("--minutes", type=float, default=1.5, help="training budget per model")
+    p.add_argument("--models", default="patch_cnn,fcn")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("simulate", help="write the simulated landscape only")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size-m", type=float, default=1536.0)
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("run", help="run the chain described by an iota2 cfg file")
+    p.add_argument("config")
+    p.set_defaults(func=_cmd_run)
+
+    _add_stage_parsers(sub)
+    return parser
+
+
+def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("train", help="train a model on an image and a reference vector")
+    p.add_argument("--image", required=True)
+    p.add_argument("--reference", required=True, help="vector (GeoPackage/Shapefile) or raster")
+    p.add_argument("--field", default="code")
+    p.add_argument("--model", default="fcn", choices=("fcn", "patch_cnn"))
+    p.add_argument("--out", required=True, help="checkpoint file (.pt); resumed if present")
+    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--minutes", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--block-m", type=float, default=96.0, help="split block side (m)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("predict", help="map a whole image tile by tile")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--mode", choices=("dense", "per_pixel"), default="dense")
+    p.add_argument("--proba", action="store_true", help="also write probabilities (0-1000)")
+    p.add_argument("--nomenclature", help="iota2 nomenclature.txt")
+    p.add_argument("--colors", help="iota2 colorFile.txt")
+    p.add_argument("--prefix", default="map")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster, ~99%% agreement)")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("evaluate", help="score a class map against a reference")
+    p.add_argument("--map", required=True)
+    p.add_argument("--reference", required=True, help="reference raster or vector")
+    p.add_argument("--field", default="code")
+    p.add_argument("--split", help="split raster (1 train, 2 validation, 3 test)")
+    p.add_argument("--subset", choices=("train", "validation", "test"), default="test")
+    p.add_argument("--out", required=True)
+    p.add_argument("--title", default=None)
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``fuse-classify``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except InputError as exc:
+        print(f"fuse-classify: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except KeyboardInterrupt:
+        print("fuse-classify: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Cloud-Optimized GeoTIFF output.
+
+Large maps are written window by window into a tiled GeoTIFF (bounded memory), then turned into
+a COG with GDAL's ``COG`` driver (overviews, tiling) under the final name, atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import rasterio
+from rasterio.io import DatasetWriter
+from rasterio.shutil import copy as rio_copy
+
+from iota2_spot_s2.grid import Grid
+from iota2_spot_s2.io.atomic import atomic_output
+
+_BLOCK = 256
+
+
+def open_tiled_gtiff(
+    path: str | os.PathLike[str], grid: Grid, count: int, dtype: str, **kwargs: Any
+) -> DatasetWriter:
+    """Open a tiled, DEFLATE-compressed GeoTIFF on ``grid`` for window-by-window writing."""
+    profile = grid.profile(
+        driver="GTiff",
+        count=count,
+        dtype=dtype,
+        tiled=True,
+        blockxsize=_BLOCK,
+        blockysize=_BLOCK,
+        compress="DEFLATE",
+        BIGTIFF="IF_SAFER",
+        **kwargs,
+    )
+    return rasterio.open(path, "w", **profile)
+
+
+def finalize_cog(
+    src_path: str | os.PathLike[str], dst_path: str | os.PathLike[str], resampling: str = "NEAREST"
+) -> Path:
+    """Copy a GeoTIFF to ``dst_path`` as a COG (atomically) and delete the source.
+
+    Colour tables, nodata, band descriptions and tags are carried over by GDAL.
+    """
+    with atomic_output(dst_path) as tmp:
+        rio_copy(
+            str(src_path),
+            str(tmp),
+            driver="COG",
+            COMPRESS="DEFLATE",
+            RESAMPLING=resampling,
+            OVERVIEW_RESAMPLING=resampling,
+            BIGTIFF="IF_SAFER",
+        )
+    Path(src_path).unlink(missing_ok=True)
+    return Path(dst_path)

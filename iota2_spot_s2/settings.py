@@ -1,0 +1,265 @@
+"""One typed configuration, read once at the edge from an iota2 cfg file.
+
+The file uses the syntax of the ``config`` package that iota2 parses its own cfg files with, so a
+single file drives both iota2 and ``fuse-classify``:
+
+- the ``chain`` section holds iota2's usual fields (``output_path``, ``s2_path``, ``list_tile``,
+  ``ground_truth``, ``data_field``, ``nomenclature_path``, ``color_table``,
+  ``spatial_resolution``, ``proj``), in today's snake_case or the older camelCase names;
+- the ``spot_s2_fusion`` section holds this plugin's settings (SPOT image per tile, models,
+  strategy, training recipe, tiling).
+
+Unknown fields of our own section are errors (a typo must not silently fall back to a default);
+unknown ``chain`` fields are ignored, since iota2 defines many that we do not use. A field given
+in both spellings with different values is reported as a contradiction.
+
+Functions downstream receive plain values from these dataclasses, never the config object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import config as cfgparser
+
+from iota2_spot_s2.errors import InputError
+
+PLUGIN_SECTION = "spot_s2_fusion"
+
+#: iota2's older camelCase chain field names and their current snake_case names.
+CAMEL_TO_SNAKE = {
+    "outputPath": "output_path",
+    "S2Path": "s2_path",
+    "listTile": "list_tile",
+    "groundTruth": "ground_truth",
+    "dataField": "data_field",
+    "nomenclaturePath": "nomenclature_path",
+    "colorTable": "color_table",
+    "spatialResolution": "spatial_resolution",
+    "userFeatPath": "user_feat_path",
+}
+
+STRATEGIES = ("spot",)
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    """The iota2 ``chain`` fields we use."""
+
+    output_path: Path
+    list_tile: tuple[str, ...]
+    ground_truth: Path | None = None
+    data_field: str = "code"
+    s2_path: Path | None = None
+    nomenclature_path: Path | None = None
+    color_table: Path | None = None
+    spatial_resolution: float | None = None
+    proj: str | None = None
+    user_feat_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The training recipe (defaults: the seed recipe, see :mod:`iota2_spot_s2.training`)."""
+
+    epochs: int = 300
+    iters_per_epoch: int = 40
+    batch_size: int = 8
+    crop: int = 128
+    lr: float = 1e-3
+    step_size: int = 50
+    gamma: float = 0.7
+    patience: int = 60
+    max_minutes: float | None = None
+    class_weighting: str = "median_frequency"
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    """The ``spot_s2_fusion`` section."""
+
+    spot_images: dict[str, Path] = field(default_factory=dict)
+    models: tuple[str, ...] = ("fcn",)
+    strategy: str = "spot"
+    seed: int = 0
+    split_block_m: float = 96.0
+    mapping_table: Path | None = None
+    reference_layer: str | None = None
+    tile_size: int = 512
+    write_probabilities: bool = True
+    simulated: bool = False
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything ``fuse-classify run`` needs, validated."""
+
+    source: Path
+    chain: ChainSettings
+    plugin: PluginSettings
+
+
+def load_config(path: str | os.PathLike[str], *, check_paths: bool = True) -> RunConfig:
+    """Read and validate an iota2 cfg file holding a ``chain`` and a ``spot_s2_fusion`` section.
+
+    Raises:
+        InputError: On syntax errors, missing or unknown fields, contradictions and, when
+            ``check_paths``, input paths that do not exist.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise InputError(source, "config file not found")
+    try:
+        raw = cfgparser.Config(str(source)).as_dict()
+    except cfgparser.ConfigError as exc:
+        raise InputError(source, f"not a valid iota2 cfg file ({exc})") from exc
+    base = source.parent
+    chain = _chain_settings(source, raw.get("chain"), base)
+    plugin = _plugin_settings(source, raw.get(PLUGIN_SECTION, {}), base, chain)
+    run = RunConfig(source=source, chain=chain, plugin=plugin)
+    if check_paths:
+        _check_paths(run)
+    return run
+
+
+def _normalise_chain(source: Path, chain: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in chain.items():
+        name = CAMEL_TO_SNAKE.get(key, key)
+        if name in out and out[name] != value:
+            raise InputError(source, f"chain.{key} contradicts chain.{name} ({value!r} vs {out[name]!r})")
+        out[name] = value
+    return out
+
+
+def _chain_settings(source: Path, chain: Any, base: Path) -> ChainSettings:
+    if not isinstance(chain, dict):
+        raise InputError(source, "missing 'chain' section")
+    values = _normalise_chain(source, chain)
+    for required in ("output_path", "list_tile"):
+        if required not in values:
+            raise InputError(source, f"chain.{required} is required")
+    tiles = tuple(str(values["list_tile"]).split())
+    if not tiles:
+        raise InputError(source, "chain.list_tile is empty")
+
+    def opt_path(name: str) -> Path | None:
+        value = values.get(name)
+        return _resolve(base, value) if value not in (None, "", "None") else None
+
+    resolution = values.get("spatial_resolution")
+    if isinstance(resolution, list | tuple):
+        resolution = resolution[0] if resolution else None
+    return ChainSettings(
+        output_path=_resolve(base, values["output_path"]),
+        list_tile=tiles,
+        ground_truth=opt_path("ground_truth"),
+        data_field=str(values.get("data_field", "code")),
+        s2_path=opt_path("s2_path"),
+        nomenclature_path=opt_path("nomenclature_path"),
+        color_table=opt_path("color_table"),
+        spatial_resolution=float(resolution) if resolution not in (None, "") else None,
+        proj=str(values["proj"]) if values.get("proj") else None,
+        user_feat_path=opt_path("user_feat_path"),
+    )
+
+
+def _plugin_settings(source: Path, section: Any, base: Path, chain: ChainSettings) -> PluginSettings:
+    if not isinstance(section, dict):
+        raise InputError(source, f"'{PLUGIN_SECTION}' must be a mapping")
+    values = dict(section)
+    training = _dataclass_from(source, f"{PLUGIN_SECTION}.training", TrainingSettings,
+                               values.pop("training", {}))
+    spot_raw = values.pop("spot_images", {})
+    if not isinstance(spot_raw, dict):
+        raise InputError(source, f"{PLUGIN_SECTION}.spot_images must map tile names to paths")
+    spot_images = {str(tile): _resolve(base, p) for tile, p in spot_raw.items()}
+    unknown_tiles = sorted(set(spot_images) - set(chain.list_tile))
+    if unknown_tiles:
+        raise InputError(source, f"{PLUGIN_SECTION}.spot_images names tiles not in chain.list_tile: "
+                         f"{', '.join(unknown_tiles)}")
+    if "models" in values and isinstance(values["models"], str):
+        values["models"] = values["models"].split()
+    if values.get("mapping_table"):
+        values["mapping_table"] = _resolve(base, values["mapping_table"])
+    plugin = _dataclass_from(source, PLUGIN_SECTION, PluginSettings, values)
+    plugin = dataclasses.replace(plugin, spot_images=spot_images, training=training,
+                                 models=tuple(plugin.models))
+    if plugin.strategy not in STRATEGIES:
+        raise InputError(source, f"{PLUGIN_SECTION}.strategy {plugin.strategy!r} is not one of "
+                         f"{', '.join(STRATEGIES)}")
+    return plugin
+
+
+def _dataclass_from(source: Path, where: str, cls: Any, values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise InputError(source, f"{where} must be a mapping")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InputError(source, f"unknown field(s) in {where}: {', '.join(unknown)} "
+                         f"(known: {', '.join(sorted(known))})")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise InputError(source, f"{where}: {exc}") from exc
+
+
+def _resolve(base: Path, value: Any) -> Path:
+    path = Path(os.path.expandvars(os.path.expanduser(str(value))))
+    return path if path.is_absolute() else (base / path)
+
+
+def _check_paths(run: RunConfig) -> None:
+    chain, plugin = run.chain, run.plugin
+    named: list[tuple[str, Path | None]] = [
+        ("chain.ground_truth", chain.ground_truth),
+        ("chain.s2_path", chain.s2_path),
+        ("chain.nomenclature_path", chain.nomenclature_path),
+        ("chain.color_table", chain.color_table),
+        (f"{PLUGIN_SECTION}.mapping_table", plugin.mapping_table),
+    ]
+    named += [(f"{PLUGIN_SECTION}.spot_images.{t}", p) for t, p in plugin.spot_images.items()]
+    for name, path in named:
+        if path is not None and not path.exists():
+            raise InputError(run.source, f"{name} points to a missing path: {path}")
+
+
+def format_cfg(sections: dict[str, dict[str, Any]]) -> str:
+    """Render nested dicts in the ``config`` syntax iota2 reads (strings, numbers, bools, lists)."""
+    lines: list[str] = []
+    for name, body in sections.items():
+        lines.append(f"{name} :")
+        lines.extend(_format_mapping(body, indent=0))
+    return "\n".join(lines) + "\n"
+
+
+def _format_mapping(body: dict[str, Any], indent: int) -> list[str]:
+    pad = "  " * indent
+    out = [f"{pad}{{"]
+    for key, value in body.items():
+        if isinstance(value, dict):
+            out.append(f"{pad}  {key} :")
+            out.extend(_format_mapping(value, indent + 1))
+        else:
+            out.append(f"{pad}  {key} : {_format_value(value)}")
+    out.append(f"{pad}}}")
+    return out
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if value is None:
+        return "None"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_format_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"

@@ -1,0 +1,27 @@
+"""Shared fixtures: where the real data lives, and a guard that fails in CI if it is missing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(
+    os.environ.get("IOTA2_SPOT_S2_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real EO fixtures (``../shared/data``).
+
+    Outside CI a missing folder skips the test; under ``CI=true`` it fails, so that CI can never
+    go green without the real-data tests having run.
+    """
+    if not SHARED_DATA.is_dir():
+        message = f"real test data not found at {SHARED_DATA}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return SHARED_DATA

@@ -70,8 +70,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         block_m=args.block_m,
     )
-    print(f"best validation mean F1 {result.best_val_mean_f1:.3f} at epoch {result.best_epoch}; "
-          f"checkpoint {result.checkpoint_path}")
+    print(
+        f"best validation mean F1 {result.best_val_mean_f1:.3f} at epoch {result.best_epoch}; "
+        f"checkpoint {result.checkpoint_path}"
+    )
     return 0
 
 
@@ -106,7 +108,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         subset=args.subset,
         title=args.title,
     )
-    print(f"OA {scores.overall_accuracy:.4f}  kappa {scores.kappa:.4f}  mean F1 {scores.mean_f1:.4f}")
+    print(
+        f"OA {scores.overall_accuracy:.4f}  kappa {scores.kappa:.4f}  mean F1 {scores.mean_f1:.4f}"
+    )
     return 0
 
 

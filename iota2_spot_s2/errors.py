@@ -15,6 +15,7 @@ class InputError(Exception):
     Args:
         path: The file or folder at fault.
         problem: What is wrong with it, in a few words.
+
     """
 
     def __init__(self, path: str | PathLike[str], problem: str) -> None:

@@ -28,6 +28,7 @@ class Grid:
         transform: Affine transform from (col, row) to map coordinates of pixel corners.
         width: Number of columns.
         height: Number of rows.
+
     """
 
     crs: CRS
@@ -41,6 +42,7 @@ class Grid:
 
         Raises:
             InputError: If the file cannot be opened or has no CRS.
+
         """
         try:
             with rasterio.open(path) as src:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -43,6 +44,8 @@ LOGGER = logging.getLogger(__name__)
 RAM_HINT_MIN_MB = 128
 RAM_HINT_MAX_MB = 2048
 _ERROR_MARKERS = ("(FATAL)", "ERROR", "Exception")
+# OTB keys are letters, digits and dots; otbcli silently ignores an argument such as "-bad_key"
+_KEY_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9]*(\.[A-Za-z0-9]+)*")
 
 
 class OTBUnavailable(RuntimeError):
@@ -55,6 +58,7 @@ class OTBError(RuntimeError):
     Attributes:
         app: The application name.
         message: OTB's error lines (or the tail of its output).
+
     """
 
     def __init__(self, app: str, message: str) -> None:
@@ -67,10 +71,10 @@ class OTBError(RuntimeError):
 def _python_api() -> ModuleType | None:
     """The ``otbApplication`` module, or ``None`` if it cannot be imported."""
     try:
-        import otbApplication  # type: ignore[import-not-found]
+        import otbApplication
     except (ImportError, OSError):
         return None
-    return otbApplication  # type: ignore[no-any-return]
+    return otbApplication
 
 
 def _launcher(name: str) -> str | None:
@@ -101,7 +105,7 @@ def ram_hint_mb() -> int:
 
 
 def otb_key(key: str) -> str:
-    """Turn a Python keyword into an OTB parameter key (``ref__raster__in`` -> ``ref.raster.in``)."""
+    """Turn a Python keyword into an OTB key (``ref__raster__in`` -> ``ref.raster.in``)."""
     if key.endswith("_") and not key.endswith("__"):
         key = key[:-1]
     return key.replace("__", ".")
@@ -113,14 +117,22 @@ def _as_text(value: Any) -> str:
     return os.fspath(value) if isinstance(value, os.PathLike) else str(value)
 
 
-def _normalise(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {otb_key(k): v for k, v in params.items() if v is not None}
+def _normalise(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    values = {otb_key(k): v for k, v in params.items() if v is not None}
+    bad = sorted(k for k in values if not _KEY_PATTERN.fullmatch(k))
+    if bad:
+        raise OTBError(
+            name,
+            f"invalid parameter key(s) {', '.join(bad)}: OTB keys hold letters, digits and dots "
+            "(write a dot as '__', e.g. ref__raster__in)",
+        )
+    return values
 
 
 def cli_arguments(name: str, params: Mapping[str, Any]) -> list[str]:
     """The ``otbcli_<name>`` argument list for ``params`` (without the launcher itself)."""
     args: list[str] = []
-    for key, value in _normalise(params).items():
+    for key, value in _normalise(name, params).items():
         args.append(f"-{key}")
         if isinstance(value, list | tuple):
             args.extend(_as_text(v) for v in value)
@@ -135,6 +147,7 @@ def run_app(name: str, **params: Any) -> None:
     Raises:
         OTBUnavailable: If OTB cannot be found.
         OTBError: If the application reports a failure (bad parameter, unreadable input, ...).
+
     """
     api = _python_api()
     if api is not None:
@@ -172,12 +185,13 @@ def _run_python(api: ModuleType, name: str, params: Mapping[str, Any]) -> None:
     app = api.Registry.CreateApplication(name)
     if app is None:
         raise OTBError(name, "no such application in otbApplication's registry")
-    values = _normalise(params)
+    values = _normalise(name, params)
     try:
         keys = set(app.GetParametersKeys())
         unknown = sorted(set(values) - keys)
         if unknown:
-            raise OTBError(name, f"parameter(s) {', '.join(unknown)} do not exist in the application")
+            listed = ", ".join(unknown)
+            raise OTBError(name, f"parameter(s) {listed} do not exist in the application")
         if "ram" in keys and "ram" not in values:
             app.SetParameterInt("ram", ram_hint_mb())
         for key, value in values.items():

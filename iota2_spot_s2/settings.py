@@ -110,13 +110,14 @@ def load_config(path: str | os.PathLike[str], *, check_paths: bool = True) -> Ru
     Raises:
         InputError: On syntax errors, missing or unknown fields, contradictions and, when
             ``check_paths``, input paths that do not exist.
+
     """
     source = Path(path)
     if not source.is_file():
         raise InputError(source, "config file not found")
     try:
         raw = cfgparser.Config(str(source)).as_dict()
-    except cfgparser.ConfigError as exc:
+    except (cfgparser.ConfigError, cfgparser.RecognizerError) as exc:
         raise InputError(source, f"not a valid iota2 cfg file ({exc})") from exc
     base = source.parent
     chain = _chain_settings(source, raw.get("chain"), base)
@@ -132,7 +133,9 @@ def _normalise_chain(source: Path, chain: dict[str, Any]) -> dict[str, Any]:
     for key, value in chain.items():
         name = CAMEL_TO_SNAKE.get(key, key)
         if name in out and out[name] != value:
-            raise InputError(source, f"chain.{key} contradicts chain.{name} ({value!r} vs {out[name]!r})")
+            raise InputError(
+                source, f"chain.{key} contradicts chain.{name} ({value!r} vs {out[name]!r})"
+            )
         out[name] = value
     return out
 
@@ -169,30 +172,39 @@ def _chain_settings(source: Path, chain: Any, base: Path) -> ChainSettings:
     )
 
 
-def _plugin_settings(source: Path, section: Any, base: Path, chain: ChainSettings) -> PluginSettings:
+def _plugin_settings(
+    source: Path, section: Any, base: Path, chain: ChainSettings
+) -> PluginSettings:
     if not isinstance(section, dict):
         raise InputError(source, f"'{PLUGIN_SECTION}' must be a mapping")
     values = dict(section)
-    training = _dataclass_from(source, f"{PLUGIN_SECTION}.training", TrainingSettings,
-                               values.pop("training", {}))
+    training = _dataclass_from(
+        source, f"{PLUGIN_SECTION}.training", TrainingSettings, values.pop("training", {})
+    )
     spot_raw = values.pop("spot_images", {})
     if not isinstance(spot_raw, dict):
         raise InputError(source, f"{PLUGIN_SECTION}.spot_images must map tile names to paths")
     spot_images = {str(tile): _resolve(base, p) for tile, p in spot_raw.items()}
     unknown_tiles = sorted(set(spot_images) - set(chain.list_tile))
     if unknown_tiles:
-        raise InputError(source, f"{PLUGIN_SECTION}.spot_images names tiles not in chain.list_tile: "
-                         f"{', '.join(unknown_tiles)}")
+        raise InputError(
+            source,
+            f"{PLUGIN_SECTION}.spot_images names tiles not in chain.list_tile: "
+            f"{', '.join(unknown_tiles)}",
+        )
     if "models" in values and isinstance(values["models"], str):
         values["models"] = values["models"].split()
     if values.get("mapping_table"):
         values["mapping_table"] = _resolve(base, values["mapping_table"])
     plugin = _dataclass_from(source, PLUGIN_SECTION, PluginSettings, values)
-    plugin = dataclasses.replace(plugin, spot_images=spot_images, training=training,
-                                 models=tuple(plugin.models))
+    plugin = dataclasses.replace(
+        plugin, spot_images=spot_images, training=training, models=tuple(plugin.models)
+    )
     if plugin.strategy not in STRATEGIES:
-        raise InputError(source, f"{PLUGIN_SECTION}.strategy {plugin.strategy!r} is not one of "
-                         f"{', '.join(STRATEGIES)}")
+        raise InputError(
+            source,
+            f"{PLUGIN_SECTION}.strategy {plugin.strategy!r} is not one of {', '.join(STRATEGIES)}",
+        )
     return plugin
 
 
@@ -202,8 +214,11 @@ def _dataclass_from(source: Path, where: str, cls: Any, values: Any) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise InputError(source, f"unknown field(s) in {where}: {', '.join(unknown)} "
-                         f"(known: {', '.join(sorted(known))})")
+        raise InputError(
+            source,
+            f"unknown field(s) in {where}: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})",
+        )
     try:
         return cls(**values)
     except TypeError as exc:

@@ -36,11 +36,24 @@ class _CodeIndex:
     """Maps label values to their position in ``codes`` (-1 for values outside ``codes``)."""
 
     def __init__(self, codes: np.ndarray) -> None:
+        self._codes = codes
         self._order = np.argsort(codes, kind="stable")
         self._sorted = codes[self._order]
+        self._luts: dict[int, np.ndarray] = {}
+
+    def _lut(self, size: int) -> np.ndarray:
+        """Lookup table value -> index for 8/16-bit unsigned labels (the usual map dtypes)."""
+        if size not in self._luts:
+            lut = np.full(size, -1, dtype=np.int64)
+            inside = self._codes < size
+            lut[self._codes[inside]] = np.flatnonzero(inside)
+            self._luts[size] = lut
+        return self._luts[size]
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
         flat = np.asarray(values).ravel()
+        if flat.dtype.kind == "u" and flat.dtype.itemsize <= 2:
+            return self._lut(2 ** (8 * flat.dtype.itemsize))[flat]
         if flat.dtype.kind == "f":
             bad = ~np.isfinite(flat) | (flat != np.round(flat))
             flat = np.where(bad, -1, flat).astype(np.int64)
@@ -67,6 +80,7 @@ class ConfusionAccumulator:
         unmapped_produced: ``(K,)`` int64, per reference class, pixels whose produced value is
             not in ``codes`` (left out of ``matrix``).
         unknown_reference: Pixels whose reference value is neither 0 nor in ``codes`` (ignored).
+
     """
 
     def __init__(self, codes: Sequence[int]) -> None:
@@ -87,11 +101,14 @@ class ConfusionAccumulator:
             reference: Reference labels (0 = no-data), any integer dtype, any shape.
             produced: Produced labels, same shape.
             mask: Optional boolean array, same shape: only ``True`` pixels are counted.
+
         """
         reference = np.asarray(reference)
         produced = np.asarray(produced)
         if reference.shape != produced.shape:
-            raise ValueError(f"shape mismatch: reference {reference.shape}, produced {produced.shape}")
+            raise ValueError(
+                f"shape mismatch: reference {reference.shape}, produced {produced.shape}"
+            )
         ref_idx = self._index(reference)
         prod_idx = self._index(produced)
         keep = reference.ravel() != NODATA
@@ -124,13 +141,14 @@ def confusion_matrix(
     codes: Sequence[int],
     mask: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Confusion matrix of two label arrays, rows = reference, columns = produced, in ``codes`` order.
+    """Confusion matrix of two label arrays (rows = reference, columns = produced, ``codes`` order).
 
     Pixels with reference 0 are ignored; produced values outside ``codes`` are left out (use
     :class:`ConfusionAccumulator` to also get their count).
 
     Returns:
         ``(K, K)`` int64 array.
+
     """
     acc = ConfusionAccumulator(codes)
     acc.update(reference, produced, mask)
@@ -149,6 +167,7 @@ def align_matrix(
 
     Raises:
         ValueError: If a label with nonzero counts is not in ``codes``.
+
     """
     matrix = np.asarray(matrix, dtype=np.int64)
     position = {int(c): i for i, c in enumerate(codes)}
@@ -159,6 +178,6 @@ def align_matrix(
             if count == 0:
                 continue
             if int(rc) not in position or int(pc) not in position:
-                raise ValueError(f"label pair ({rc}, {pc}) holds {count} pixels but is not in codes")
+                raise ValueError(f"labels ({rc}, {pc}) hold {count} pixels but are not in codes")
             out[position[int(rc)], position[int(pc)]] += count
     return out

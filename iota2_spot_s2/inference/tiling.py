@@ -40,6 +40,7 @@ class PixelWindow:
         col: First column.
         height: Number of rows.
         width: Number of columns.
+
     """
 
     row: int
@@ -77,6 +78,7 @@ class Tile:
         index: Position of the tile in raster order.
         core: Pixels written by this tile (inside the scene).
         read: Pixels read and fed to the network (core + margin, aligned to ``downsample``).
+
     """
 
     index: int
@@ -103,6 +105,7 @@ def default_margin(receptive_field: int, downsample: int) -> int:
 
     Returns:
         ``ceil(receptive_field / 2)`` rounded up to a multiple of ``downsample``.
+
     """
     return round_up(math.ceil(receptive_field / 2), max(1, downsample))
 
@@ -112,13 +115,16 @@ def check_margin(margin: int, downsample: int) -> int:
 
     Raises:
         ValueError: If the margin is negative.
+
     """
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
     return round_up(margin, max(1, downsample))
 
 
-def plan_tiles(height: int, width: int, tile: int | None, margin: int, downsample: int) -> list[Tile]:
+def plan_tiles(
+    height: int, width: int, tile: int | None, margin: int, downsample: int
+) -> list[Tile]:
     """Cover a ``height`` x ``width`` scene with tiles in raster order.
 
     Args:
@@ -135,6 +141,7 @@ def plan_tiles(height: int, width: int, tile: int | None, margin: int, downsampl
     Raises:
         ValueError: On empty scenes, non-positive tiles or a margin that is not a multiple of
             ``downsample``.
+
     """
     d = max(1, downsample)
     if height <= 0 or width <= 0:
@@ -145,7 +152,7 @@ def plan_tiles(height: int, width: int, tile: int | None, margin: int, downsampl
         raise ValueError(f"tile must be > 0, got {tile}")
     step_r = round_up(tile, d) if tile else round_up(height, d)
     step_c = round_up(tile, d) if tile else round_up(width, d)
-    tiles = []
+    tiles: list[Tile] = []
     for row0 in range(0, height, step_r):
         for col0 in range(0, width, step_c):
             core = PixelWindow(row0, col0, min(step_r, height - row0), min(step_c, width - col0))

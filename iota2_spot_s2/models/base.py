@@ -36,6 +36,7 @@ class SegmentationModel(nn.Module):
         name: Registry name of the model.
         downsample: Input height and width must be multiples of it.
         receptive_field: Input pixels seen by one output pixel, along each axis.
+
     """
 
     name: ClassVar[str] = ""

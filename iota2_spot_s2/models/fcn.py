@@ -1,17 +1,17 @@
 """FCN: a small residual encoder-decoder with U-Net skips and SegNet max-unpooling.
 
-Architecture (``C`` input bands, ``K`` classes, default ``widths=(32, 64, 128)``)::
+Architecture (``C`` input bands, ``K`` classes, default ``widths=(32, 80, 128)``)::
 
     x ─conv3 C→32─BN─ReLU─ Res(32→32)  ──────────skip0───────────┐
         maxpool2 ─idx0─┐                                         │
-          Res(32→64)   │ ─────────────skip1──────────┐           │
+          Res(32→80)   │ ─────────────skip1──────────┐           │
           maxpool2 ─idx1─┐                           │           │
-            Res(64→128)  │ ──────skip2──────┐        │           │
+            Res(80→128)  │ ──────skip2──────┐        │           │
             maxpool2 ─idx2─┐                │        │           │
               Res(128→128) x2 (bottleneck,  │        │           │
               stride 8)    │                │        │           │
-            unpool(idx2) ──┴─ concat skip2 ─┴ Res(256→64)        │
-          unpool(idx1) ──────── concat skip1 ────────┴ Res(128→32)
+            unpool(idx2) ──┴─ concat skip2 ─┴ Res(256→80)        │
+          unpool(idx1) ──────── concat skip1 ────────┴ Res(160→32)
         unpool(idx0) ──────────── concat skip0 ──────────────────┴ Res(64→32)
     [dropout] ─ conv1x1 32→K ─ logits (N, K, H, W)
 
@@ -20,8 +20,8 @@ Architecture (``C`` input bands, ``K`` classes, default ``widths=(32, 64, 128)``
 :class:`torch.nn.MaxUnpool2d` (DeconvNet/SegNet), and the encoder features before pooling are
 concatenated to the unpooled decoder features (U-Net). Three pooling levels give
 ``downsample = 8``; the receptive field is computed from the layers at construction
-(:mod:`~iota2_spot_s2.models.receptive_field`): **140 px** with the defaults, deliberately small
-so that the map stays local. About 1.33 M parameters for C=4, K=10. Weights use Kaiming init;
+(:mod:`~iota2_spot_s2.models.receptive_field`): **134 px** with the defaults, deliberately small
+so that the map stays local. About 1.30 M parameters for C=4, K=10. Weights use Kaiming init;
 the forward pass is a fixed graph (no data-dependent Python loops) that runs with channels_last
 tensors and under ``torch.autocast("cpu", dtype=torch.bfloat16)``.
 """
@@ -29,6 +29,7 @@ tensors and under ``torch.autocast("cpu", dtype=torch.bfloat16)``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +76,7 @@ class FCN(SegmentationModel):
         widths: Channels of each encoder level; one 2x2 max-pooling per level.
         bottleneck_blocks: Residual blocks at the coarsest resolution.
         dropout: Channel dropout probability before the classifier (0 disables it).
+
     """
 
     name = "fcn"
@@ -83,7 +85,7 @@ class FCN(SegmentationModel):
         self,
         in_channels: int,
         n_classes: int,
-        widths: Sequence[int] = (32, 64, 128),
+        widths: Sequence[int] = (32, 80, 128),
         bottleneck_blocks: int = 2,
         dropout: float = 0.0,
     ) -> None:
@@ -106,7 +108,9 @@ class FCN(SegmentationModel):
             *(ResidualBlock(widths[-1], widths[-1]) for _ in range(bottleneck_blocks))
         )
         # decoder[l] works at level l: unpooled (widths[l]) + skip (widths[l]) -> ins[l].
-        self.decoder = nn.ModuleList(ResidualBlock(2 * w, a) for a, w in zip(ins, widths, strict=True))
+        self.decoder = nn.ModuleList(
+            ResidualBlock(2 * w, a) for a, w in zip(ins, widths, strict=True)
+        )
         self.dropout = nn.Dropout2d(dropout)
         self.head = nn.Conv2d(widths[0], n_classes, 1)
         self.receptive_field = self._support().size
@@ -134,14 +138,14 @@ class FCN(SegmentationModel):
         support = Support().through(self.stem)
         skips = []
         for block in self.encoder:
-            support = block.support(support)
+            support = cast(ResidualBlock, block).support(support)
             skips.append(support)
             support = support.through(self.pool)
         for block in self.bottleneck:
-            support = block.support(support)
+            support = cast(ResidualBlock, block).support(support)
         for level in reversed(range(len(self.decoder))):
             support = support.unpool(_square_int(self.unpool.stride)).union(skips[level])
-            support = self.decoder[level].support(support)
+            support = cast(ResidualBlock, self.decoder[level]).support(support)
         return support.through(self.head)
 
 

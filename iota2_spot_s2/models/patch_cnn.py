@@ -54,6 +54,7 @@ class PatchCNN(SegmentationModel):
         in_channels: Number of input bands.
         n_classes: Number of real classes.
         dropout: Dropout probability before the fully connected layer (0 disables it).
+
     """
 
     name = "patch_cnn"
@@ -87,6 +88,7 @@ class PatchCNN(SegmentationModel):
 
         Returns:
             Logits ``(N, K)``.
+
         """
         if patches.ndim != 4 or tuple(patches.shape[1:]) != (
             self.in_channels,

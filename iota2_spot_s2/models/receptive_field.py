@@ -28,6 +28,7 @@ class Support:
         stride: Input pixels per feature pixel.
         lo: Per-phase offset of the first input pixel seen (relative to ``stride * i``).
         hi: Per-phase offset of the last input pixel seen.
+
     """
 
     stride: int = 1

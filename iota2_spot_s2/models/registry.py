@@ -28,6 +28,7 @@ def build_model(name: str, in_channels: int, n_classes: int, **kwargs: Any) -> S
 
     Raises:
         ValueError: If the name is not registered.
+
     """
     try:
         cls = MODELS[name]

@@ -17,8 +17,9 @@ from iota2_spot_s2.settings import PLUGIN_SECTION, format_cfg, load_config
 DEMO_CFG = "demo.cfg"
 
 
-def write_demo_config(scene: object, out_dir: Path, *, seed: int, minutes_per_model: float,
-                      models: tuple[str, ...]) -> Path:
+def write_demo_config(
+    scene: object, out_dir: Path, *, seed: int, minutes_per_model: float, models: tuple[str, ...]
+) -> Path:
     """Write the iota2 cfg (``chain`` + ``spot_s2_fusion``) describing the simulated scene."""
     info = scene  # SceneInfo from iota2_spot_s2.simulation
     tile = info.tile  # type: ignore[attr-defined]
@@ -46,14 +47,20 @@ def write_demo_config(scene: object, out_dir: Path, *, seed: int, minutes_per_mo
         },
     }
     path = out_dir / DEMO_CFG
-    path.write_text("# fuse-classify demo on a SIMULATED landscape (not real data)\n"
-                    + format_cfg(sections))
+    path.write_text(
+        "# fuse-classify demo on a SIMULATED landscape (not real data)\n" + format_cfg(sections)
+    )
     return path
 
 
-def run_demo(out_dir: Path, *, seed: int = 0, size_m: float = 1536.0,
-             minutes_per_model: float = 1.5,
-             models: tuple[str, ...] = ("patch_cnn", "fcn")) -> list[ModelRun]:
+def run_demo(
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    size_m: float = 1536.0,
+    minutes_per_model: float = 1.5,
+    models: tuple[str, ...] = ("patch_cnn", "fcn"),
+) -> list[ModelRun]:
     """Generate (or reuse) the simulated scene and run the chain on it; return the table rows."""
     from iota2_spot_s2.simulation import generate_scene, load_scene
 
@@ -68,7 +75,8 @@ def run_demo(out_dir: Path, *, seed: int = 0, size_m: float = 1536.0,
     if scene is None:
         print(f"writing the simulated landscape (seed {seed}, {size_m:.0f} m) to {scene_dir}")
         scene = generate_scene(scene_dir, size_m=size_m, seed=seed)
-    cfg = write_demo_config(scene, out_dir, seed=seed, minutes_per_model=minutes_per_model,
-                            models=models)
+    cfg = write_demo_config(
+        scene, out_dir, seed=seed, minutes_per_model=minutes_per_model, models=models
+    )
     print(f"iota2 cfg written to {cfg}; running the chain (SIMULATED data)")
     return run_chain(load_config(cfg))

@@ -22,16 +22,25 @@ def _class_name(code: int, nomenclature: Nomenclature | None) -> str:
     return nomenclature.name_of(code) if nomenclature else str(code)
 
 
-def comparison_markdown(runs: list[ModelRun], *, title: str,
-                        nomenclature: Nomenclature | None = None) -> str:
+def comparison_markdown(
+    runs: list[ModelRun], *, title: str, nomenclature: Nomenclature | None = None
+) -> str:
     """One row per (tile, model): OA, kappa, mean F1, training time, mapping speed, per-class F1."""
     codes = sorted({c for r in runs for c in r.per_class_f1})
     head = ["tile", "model", "OA", "kappa", "mean F1", "train s", "best epoch", "map Mpx/s"]
     head += [f"F1 {_class_name(c, nomenclature)}" for c in codes]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
-        cells = [r.tile, r.model, f"{r.overall_accuracy:.3f}", f"{r.kappa:.3f}", f"{r.mean_f1:.3f}",
-                 f"{r.train_seconds:.0f}", str(r.best_epoch), f"{r.map_pixels_per_second / 1e6:.2f}"]
+        cells = [
+            r.tile,
+            r.model,
+            f"{r.overall_accuracy:.3f}",
+            f"{r.kappa:.3f}",
+            f"{r.mean_f1:.3f}",
+            f"{r.train_seconds:.0f}",
+            str(r.best_epoch),
+            f"{r.map_pixels_per_second / 1e6:.2f}",
+        ]
         cells += [f"{r.per_class_f1.get(c, float('nan')):.2f}" for c in codes]
         lines.append("| " + " | ".join(cells) + " |")
     test_pixels = sorted({r.test_pixels for r in runs})
@@ -39,8 +48,9 @@ def comparison_markdown(runs: list[ModelRun], *, title: str,
     return "\n".join(lines)
 
 
-def plot_comparison(runs: list[ModelRun], path: Path, *, title: str,
-                    nomenclature: Nomenclature | None = None) -> Path:
+def plot_comparison(
+    runs: list[ModelRun], path: Path, *, title: str, nomenclature: Nomenclature | None = None
+) -> Path:
     """Grouped bars of per-class F1, one group per class, one bar per (tile, model)."""
     codes = sorted({c for r in runs for c in r.per_class_f1})
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(codes) + 2), 4.5))

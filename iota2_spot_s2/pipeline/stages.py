@@ -41,11 +41,19 @@ def image_grid(image: xr.DataArray) -> Grid:
     from rasterio.crs import CRS
 
     transform = Affine(*image.attrs["transform"][:6])
-    return Grid(CRS.from_user_input(image.attrs["crs"]), transform, image.sizes["x"], image.sizes["y"])
+    return Grid(
+        CRS.from_user_input(image.attrs["crs"]), transform, image.sizes["x"], image.sizes["y"]
+    )
 
 
-def read_labels(reference: Path, grid: Grid, field: str, *, mapping: Path | None = None,
-                nomenclature: Nomenclature | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+def read_labels(
+    reference: Path,
+    grid: Grid,
+    field: str,
+    *,
+    mapping: Path | None = None,
+    nomenclature: Nomenclature | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Labels on ``grid`` from a vector (rasterized) or a raster already on that grid."""
     if reference.suffix.lower() in RASTER_SUFFIXES:
         ref_grid = Grid.from_raster(reference)
@@ -54,16 +62,24 @@ def read_labels(reference: Path, grid: Grid, field: str, *, mapping: Path | None
         with rasterio.open(reference) as src:
             labels = src.read(1).astype(np.uint16)
         return labels, {"source": str(reference), "kind": "raster"}
-    from iota2_spot_s2.reference import read_mapping_table, rasterize_reference
+    from iota2_spot_s2.reference import rasterize_reference, read_mapping_table
 
     table = read_mapping_table(mapping) if mapping else None
     result = rasterize_reference(reference, grid, field, mapping=table, nomenclature=nomenclature)
     return result.labels, _as_dict(result.report)
 
 
-def prepare_reference(image: xr.DataArray, reference: Path, field: str, out_dir: Path, *,
-                      block_m: float, seed: int, mapping: Path | None = None,
-                      nomenclature: Nomenclature | None = None) -> PreparedReference:
+def prepare_reference(
+    image: xr.DataArray,
+    reference: Path,
+    field: str,
+    out_dir: Path,
+    *,
+    block_m: float,
+    seed: int,
+    mapping: Path | None = None,
+    nomenclature: Nomenclature | None = None,
+) -> PreparedReference:
     """Rasterize the reference on the image grid, split it 64/16/20 by blocks, write both."""
     from iota2_spot_s2.reference import split_blocks, split_summary
 
@@ -73,19 +89,29 @@ def prepare_reference(image: xr.DataArray, reference: Path, field: str, out_dir:
     labels = np.where(invalid, 0, labels).astype(np.uint16)
     block = max(8, int(round(block_m / grid.res[0])))
     split = split_blocks(labels, block_size=block, seed=seed)
-    report = {"rasterize": report, "split": _as_dict(split_summary(labels, split)),
-              "block_size_px": block}
+    report = {
+        "rasterize": report,
+        "split": _as_dict(split_summary(labels, split)),
+        "block_size_px": block,
+    }
     labels_path = write_band(out_dir / "labels.tif", labels, grid, nomenclature=nomenclature)
     split_path = write_band(out_dir / "split.tif", split.astype(np.uint8), grid)
     return PreparedReference(grid, labels, split, labels_path, split_path, report)
 
 
-def write_band(path: Path, array: np.ndarray, grid: Grid, *,
-               nomenclature: Nomenclature | None = None) -> Path:
+def write_band(
+    path: Path, array: np.ndarray, grid: Grid, *, nomenclature: Nomenclature | None = None
+) -> Path:
     """Write one small band (labels, split) as a compressed GeoTIFF, atomically."""
     with atomic_output(path) as tmp:
-        profile = grid.profile(driver="GTiff", count=1, dtype=array.dtype.name, nodata=0,
-                               compress="DEFLATE", tiled=True)
+        profile = grid.profile(
+            driver="GTiff",
+            count=1,
+            dtype=array.dtype.name,
+            nodata=0,
+            compress="DEFLATE",
+            tiled=True,
+        )
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(array, 1)
             if nomenclature is not None and array.dtype == np.uint8:
@@ -93,45 +119,92 @@ def write_band(path: Path, array: np.ndarray, grid: Grid, *,
     return path
 
 
-def load_nomenclature(nomenclature_path: Path | None, color_path: Path | None) -> Nomenclature | None:
+def load_nomenclature(
+    nomenclature_path: Path | None, color_path: Path | None
+) -> Nomenclature | None:
     """The iota2 nomenclature (and colours) when given."""
     if nomenclature_path is None:
         return None
     return read_nomenclature(nomenclature_path, color_path)
 
 
-def train_from_files(*, image: Path, reference: Path, field: str, model_name: str,
-                     checkpoint: Path, epochs: int, max_minutes: float | None, seed: int,
-                     block_m: float, **train_kwargs: Any) -> Any:
+def train_from_files(
+    *,
+    image: Path,
+    reference: Path,
+    field: str,
+    model_name: str,
+    checkpoint: Path,
+    epochs: int,
+    max_minutes: float | None,
+    seed: int,
+    block_m: float,
+    **train_kwargs: Any,
+) -> Any:
     """``fuse-classify train``: labels + split next to the checkpoint, then train (resumable)."""
     from iota2_spot_s2.sensors import open_spot
     from iota2_spot_s2.training import train
 
     data = open_spot(image)
-    prepared = prepare_reference(data, reference, field, checkpoint.parent / "reference",
-                                 block_m=block_m, seed=seed)
-    return train(data, prepared.labels, prepared.split, model_name=model_name, epochs=epochs,
-                 max_minutes=max_minutes, seed=seed, checkpoint_path=checkpoint, **train_kwargs)
+    prepared = prepare_reference(
+        data, reference, field, checkpoint.parent / "reference", block_m=block_m, seed=seed
+    )
+    return train(
+        data,
+        prepared.labels,
+        prepared.split,
+        model_name=model_name,
+        epochs=epochs,
+        max_minutes=max_minutes,
+        seed=seed,
+        checkpoint_path=checkpoint,
+        **train_kwargs,
+    )
 
 
-def predict_from_files(*, checkpoint: Path, image: Path, out_dir: Path, tile: int, mode: str,
-                       write_proba: bool, nomenclature_path: Path | None, color_path: Path | None,
-                       prefix: str, bf16: bool = False) -> Any:
+def predict_from_files(
+    *,
+    checkpoint: Path,
+    image: Path,
+    out_dir: Path,
+    tile: int,
+    mode: str,
+    write_proba: bool,
+    nomenclature_path: Path | None,
+    color_path: Path | None,
+    prefix: str,
+    bf16: bool = False,
+) -> Any:
     """``fuse-classify predict``: map a whole image with a trained checkpoint."""
     from iota2_spot_s2.inference import predict_map
     from iota2_spot_s2.sensors import open_spot
     from iota2_spot_s2.training import load_model
 
     model = load_model(checkpoint)
-    return predict_map(model, open_spot(image), out_dir, tile=tile, mode=mode,
-                       write_proba=write_proba,
-                       nomenclature=load_nomenclature(nomenclature_path, color_path),
-                       prefix=prefix, autocast_bf16=bf16)
+    return predict_map(
+        model,
+        open_spot(image),
+        out_dir,
+        tile=tile,
+        mode=mode,
+        write_proba=write_proba,
+        nomenclature=load_nomenclature(nomenclature_path, color_path),
+        prefix=prefix,
+        autocast_bf16=bf16,
+    )
 
 
-def evaluate_from_files(*, reference: Path, produced: Path, out_dir: Path, field: str = "code",
-                        split: Path | None = None, subset: str = "test",
-                        title: str | None = None, codes: list[int] | None = None) -> Any:
+def evaluate_from_files(
+    *,
+    reference: Path,
+    produced: Path,
+    out_dir: Path,
+    field: str = "code",
+    split: Path | None = None,
+    subset: str = "test",
+    title: str | None = None,
+    codes: list[int] | None = None,
+) -> Any:
     """``fuse-classify evaluate``: confusion matrix and scores of a map on a reference subset."""
     from iota2_spot_s2.evaluation import confusion_matrix, scores, write_report
 

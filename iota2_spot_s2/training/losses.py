@@ -12,9 +12,10 @@ so its weight is irrelevant to the loss; it is set to 1.
 
 No-data (label 0) and every pixel outside TRAIN blocks carry the target ``IGNORE_INDEX``.
 With ``reduction="mean"``, PyTorch's weighted cross-entropy is
-``sum_i w_{y_i} * l_i / sum_i w_{y_i}`` over non-ignored pixels, which is exactly the loss one
-would get with an explicit no-data class of weight 0 (its pixels add 0 to both sums); the
-ignore index is that weight-0 class without spending a logit on it.
+``sum_i w_{y_i} * l_i / sum_i w_{y_i}`` over non-ignored pixels: no-data pixels add 0 to both
+sums, exactly as an explicit no-data class of weight 0 would (``tests/test_training.py`` checks
+it against a ``K + 1``-class loss whose no-data logit never wins). The ignore index is that
+weight-0 class without spending a logit (and softmax mass) on it.
 """
 
 from __future__ import annotations

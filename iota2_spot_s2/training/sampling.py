@@ -58,9 +58,9 @@ class ImageSource:
         if image.ndim != 3:
             raise InputError("image", f"expected (band, y, x), got shape {tuple(image.shape)}")
         self.shape: tuple[int, int, int] = tuple(int(s) for s in image.shape)  # type: ignore[assignment]
-        if isinstance(image, xr.DataArray):
-            if int(np.prod(self.shape)) * 4 <= max_in_memory_bytes:
-                image = np.asarray(image.values, dtype=np.float32)
+        small = int(np.prod(self.shape)) * 4 <= max_in_memory_bytes
+        if isinstance(image, xr.DataArray) and small:
+            image = np.asarray(image.values, dtype=np.float32)
         self._data = image
 
     def read(self, y0: int, x0: int, height: int, width: int) -> np.ndarray:
@@ -85,7 +85,9 @@ def _overlap(start: int, size: int, limit: int) -> tuple[slice, slice]:
     return slice(lo, hi), slice(lo - start, hi - start)
 
 
-def read_window(array: np.ndarray, y0: int, x0: int, height: int, width: int, fill: int) -> np.ndarray:
+def read_window(
+    array: np.ndarray, y0: int, x0: int, height: int, width: int, fill: int
+) -> np.ndarray:
     """2-D window of ``array`` with ``fill`` outside it."""
     out = np.full((height, width), fill, dtype=array.dtype)
     (ys, yd), (xs, xd) = _overlap(y0, height, array.shape[0]), _overlap(x0, width, array.shape[1])
@@ -184,7 +186,7 @@ class CropSampler:
         self._all = np.concatenate(list(self.centres.values()))
 
     def batch(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """``inputs (size, C, crop + 2 context, ...)`` float32, ``targets (size, crop, crop)`` int64."""
+        """Float32 inputs ``(size, C, crop + 2 * context, ...)``, targets ``(size, crop, crop)``."""
         pairs = [augment(*self.sample(rng), rng) for _ in range(size)]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 

@@ -1,0 +1,297 @@
+"""The inference engine: normalise, pad, run the network tile by tile, keep the cores.
+
+Contract with the model (see :mod:`iota2_spot_s2.models`): ``forward((N, C, H, W)) -> logits
+(N, K, H, W)`` for H, W multiples of ``model.downsample``; ``model.receptive_field`` bounds the
+context a pixel's output depends on; ``patch_cnn`` also has ``forward_patches((N, C, 65, 65)) ->
+(N, K)`` for the centre pixel. Logits are for the K classes in increasing code order; the engine
+returns softmax probabilities in that order.
+
+Normalisation: ``(x - band_mean) / band_std``; NaN inputs and everything outside the scene become
+0 *after* normalisation (an "average" pixel). See :mod:`iota2_spot_s2.inference.tiling` for why
+results do not depend on the tile size.
+
+Modes: ``"dense"`` runs the network on whole read windows (the fast path); ``"per_pixel"``
+(``patch_cnn`` only) cuts a 65x65 patch around every core pixel and calls ``forward_patches``
+in batches: the slow sliding-window baseline, kept for benchmarks and as a correctness check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from iota2_spot_s2.inference.sources import ArraySource, WindowSource
+from iota2_spot_s2.inference.tiling import (
+    Tile,
+    batches,
+    check_margin,
+    default_margin,
+    plan_tiles,
+)
+
+MODES = ("dense", "per_pixel")
+PATCH_BATCH = 1024  # patches per forward_patches call in per_pixel mode
+
+
+class ModelLike(Protocol):
+    """What inference needs from :class:`iota2_spot_s2.training.LoadedModel`."""
+
+    model: nn.Module
+    class_codes: Sequence[int]
+    band_mean: Any
+    band_std: Any
+
+
+@dataclass(frozen=True)
+class TileResult:
+    """Probabilities of one tile's core.
+
+    Attributes:
+        tile: The tile.
+        proba: float32 ``(K, h, w)`` softmax probabilities (zeros where skipped).
+        invalid: bool ``(h, w)``, True where the input is invalid.
+
+    """
+
+    tile: Tile
+    proba: np.ndarray
+    invalid: np.ndarray
+
+
+class Engine:
+    """Runs a loaded model over a window source.
+
+    Args:
+        loaded: A :class:`~iota2_spot_s2.training.LoadedModel` (or anything with the same fields).
+        margin: Overlap in pixels; default :func:`~iota2_spot_s2.inference.tiling.default_margin`.
+        mode: ``"dense"`` or ``"per_pixel"`` (``patch_cnn`` only).
+        batch_size: Tiles per forward call in dense mode.
+        autocast_bf16: Run under ``torch.autocast(dtype=bfloat16)`` (about 2x faster on recent
+            CPUs; argmax agrees with fp32 on ~99 % of pixels). Off by default.
+        channels_last: Use the channels-last memory format (on a copy of the model).
+
+    """
+
+    def __init__(
+        self,
+        loaded: ModelLike,
+        *,
+        margin: int | None = None,
+        mode: str = "dense",
+        batch_size: int = 4,
+        autocast_bf16: bool = False,
+        channels_last: bool = False,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        net = loaded.model
+        if mode == "per_pixel" and not hasattr(net, "forward_patches"):
+            raise ValueError("mode='per_pixel' needs a model with forward_patches (patch_cnn)")
+        self.mode = mode
+        self.downsample = int(getattr(net, "downsample", 1))
+        self.receptive_field = int(getattr(net, "receptive_field", 1))
+        self.patch_size = int(getattr(net, "patch_size", 65))
+        self.margin = self._margin(margin)
+        self.batch_size = max(1, int(batch_size))
+        self.autocast_bf16 = autocast_bf16
+        self.channels_last = channels_last
+        self._user_net, self._was_training = net, net.training
+        if channels_last:
+            net = copy.deepcopy(net).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.net = net.eval()
+        self.device = next(iter(net.parameters()), torch.empty(0)).device
+        self.mean = np.asarray(loaded.band_mean, np.float32).reshape(-1, 1, 1)
+        self.std = np.asarray(loaded.band_std, np.float32).reshape(-1, 1, 1)
+        self.n_classes = len(loaded.class_codes)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Put the caller's model back in training mode if it was (eval is set for inference)."""
+        self._user_net.train(self._was_training)
+
+    def _margin(self, margin: int | None) -> int:
+        if margin is None:
+            needed = self.patch_size // 2 if self.mode == "per_pixel" else 0
+            return max(default_margin(self.receptive_field, self.downsample), needed)
+        margin = check_margin(margin, self.downsample)
+        if self.mode == "per_pixel" and margin < self.patch_size // 2:
+            raise ValueError(f"per_pixel mode needs margin >= {self.patch_size // 2}")
+        if margin < (self.receptive_field - 1) // 2:
+            warnings.warn(
+                f"margin {margin} < receptive-field radius {(self.receptive_field - 1) // 2}: "
+                "results will depend on the tile size",
+                stacklevel=3,
+            )
+        return margin
+
+    def plan(self, height: int, width: int, tile: int | None) -> list[Tile]:
+        """Tiles covering a scene with this engine's margin and alignment."""
+        return plan_tiles(height, width, tile, self.margin, self.downsample)
+
+    def normalise(self, data: np.ndarray) -> np.ndarray:
+        """``(x - mean) / std`` with NaN -> 0, float32."""
+        if data.shape[0] != self.mean.shape[0]:
+            raise ValueError(f"image has {data.shape[0]} bands, model expects {self.mean.shape[0]}")
+        out = (data - self.mean) / self.std
+        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32, copy=False)
+
+    def read_tile(self, source: WindowSource, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised, zero-padded read window ``(C, H, W)`` and the core's invalid mask."""
+        inside = tile.read.clip(source.height, source.width)
+        data, invalid = source.read(inside)
+        window = np.zeros((data.shape[0], *tile.read.shape), np.float32)
+        r0, c0 = inside.row - tile.read.row, inside.col - tile.read.col
+        window[:, r0 : r0 + inside.height, c0 : c0 + inside.width] = self.normalise(data)
+        cr, cc = tile.core.row - inside.row, tile.core.col - inside.col
+        core_invalid = invalid[cr : cr + tile.core.height, cc : cc + tile.core.width]
+        return window, np.ascontiguousarray(core_invalid)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if not self.autocast_bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    def run_dense(self, windows: np.ndarray) -> np.ndarray:
+        """Softmax probabilities ``(N, K, H, W)`` of a batch of read windows ``(N, C, H, W)``."""
+        x = torch.from_numpy(windows).to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), self._autocast():
+            logits = self.net(x)
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def run_per_pixel(self, window: np.ndarray, tile: Tile) -> np.ndarray:
+        """Core probabilities ``(K, h, w)`` from one 65x65 patch per core pixel."""
+        half, size = self.patch_size // 2, self.patch_size
+        (r0, c0), (h, w) = tile.core_offset, tile.core.shape
+        x = torch.from_numpy(window).to(self.device)
+        patches = x.unfold(1, size, 1).unfold(2, size, 1)  # (C, H', W', P, P), a view
+        patches = patches[:, r0 - half : r0 - half + h, c0 - half : c0 - half + w]
+        out = np.empty((self.n_classes, h, w), np.float32)
+        rows_per_call = max(1, PATCH_BATCH // w)
+        for row in range(0, h, rows_per_call):
+            part = patches[:, row : row + rows_per_call].permute(1, 2, 0, 3, 4)
+            n_rows = part.shape[0]
+            batch = part.reshape(n_rows * w, -1, size, size)
+            if self.channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode(), self._autocast():
+                logits = self.net.forward_patches(batch)  # type: ignore[operator]
+            proba = torch.softmax(logits.float(), dim=1).cpu().numpy()
+            out[:, row : row + n_rows] = proba.T.reshape(self.n_classes, n_rows, w)
+        return out
+
+    def predict_batch(
+        self, group: list[Tile], reads: list[tuple[np.ndarray, np.ndarray]], skip_invalid: bool
+    ) -> list[TileResult]:
+        """Run the network on a group of tiles sharing one read shape."""
+        todo = [i for i, (_, inv) in enumerate(reads) if not (skip_invalid and inv.all())]
+        results = {}
+        if todo and self.mode == "dense":
+            proba = self.run_dense(np.stack([reads[i][0] for i in todo]))
+            for i, p in zip(todo, proba, strict=True):
+                (r0, c0), (h, w) = group[i].core_offset, group[i].core.shape
+                results[i] = np.ascontiguousarray(p[:, r0 : r0 + h, c0 : c0 + w])
+        elif todo:
+            results = {i: self.run_per_pixel(reads[i][0], group[i]) for i in todo}
+        out = []
+        for i, (tile, (_, invalid)) in enumerate(zip(group, reads, strict=True)):
+            empty = np.zeros((self.n_classes, *tile.core.shape), np.float32)
+            out.append(TileResult(tile, results.get(i, empty), invalid))
+        return out
+
+    def iter_results(
+        self,
+        source: WindowSource,
+        tiles: list[Tile],
+        *,
+        skip_invalid: bool = True,
+        progress: bool = True,
+    ) -> Iterator[TileResult]:
+        """Yield each tile's core probabilities, reading the next batch while computing this one.
+
+        Args:
+            source: Window reader.
+            tiles: Tiles from :meth:`plan`.
+            skip_invalid: Do not run the network on tiles whose core is entirely invalid.
+            progress: Show a tqdm bar over tiles (``disable=None``: hidden when not a TTY).
+
+        """
+        groups = list(batches(tiles, self.batch_size))
+        bar = tqdm(
+            total=len(tiles), desc="inference", unit="tile", disable=None if progress else True
+        )
+
+        def read(group: list[Tile]) -> list[tuple[np.ndarray, np.ndarray]]:
+            return [self.read_tile(source, t) for t in group]
+
+        with bar, ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(read, groups[0]) if groups else None
+            for k, group in enumerate(groups):
+                assert pending is not None
+                reads = pending.result()
+                pending = pool.submit(read, groups[k + 1]) if k + 1 < len(groups) else None
+                yield from self.predict_batch(group, reads, skip_invalid)
+                bar.update(len(group))
+
+
+def predict_array(
+    model: ModelLike,
+    array: np.ndarray,
+    *,
+    tile: int | None = None,
+    margin: int | None = None,
+    batch_size: int = 4,
+    mode: str = "dense",
+    autocast_bf16: bool = False,
+    channels_last: bool = False,
+    progress: bool = False,
+) -> np.ndarray:
+    """Probabilities of an in-memory image, with the same engine as :func:`predict_map`.
+
+    Args:
+        model: A loaded model (``model``, ``class_codes``, ``band_mean``, ``band_std``).
+        array: ``(C, H, W)`` raw (un-normalised) image; NaN allowed.
+        tile: Tile core size; ``None`` processes the whole (padded) image at once. The result does
+            not depend on it (up to float rounding).
+        margin: Overlap per side (see :class:`Engine`).
+        batch_size: Tiles per forward call.
+        mode: ``"dense"`` or ``"per_pixel"`` (patch_cnn only).
+        autocast_bf16: bfloat16 autocast.
+        channels_last: channels-last memory format.
+        progress: Show a progress bar.
+
+    Returns:
+        float32 ``(K, H, W)`` softmax probabilities, classes in increasing code order. Pixels with
+        NaN inputs are *not* masked: they are predicted from zero-filled (normalised) values; mask
+        them with ``np.isnan(array).any(0)`` if needed.
+
+    """
+    engine = Engine(
+        model,
+        margin=margin,
+        mode=mode,
+        batch_size=batch_size,
+        autocast_bf16=autocast_bf16,
+        channels_last=channels_last,
+    )
+    source = ArraySource(np.asarray(array))
+    out = np.empty((engine.n_classes, source.height, source.width), np.float32)
+    tiles = engine.plan(source.height, source.width, tile)
+    with engine:
+        for res in engine.iter_results(source, tiles, skip_invalid=False, progress=progress):
+            core = res.tile.core
+            out[:, core.row : core.row_stop, core.col : core.col_stop] = res.proba
+    return out

@@ -1,0 +1,220 @@
+"""``predict_map``: a whole scene to COG class map, confidence and probabilities.
+
+Memory stays flat with scene size: the input is read one batch of tile windows at a time (the
+next batch is read in a background thread while the current one runs), and each tile's core is
+written straight into the output files. See :mod:`~iota2_spot_s2.inference.writers` for the file
+layout, nodata values and how an interrupted run is resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+import iota2_spot_s2
+from iota2_spot_s2.errors import InputError
+from iota2_spot_s2.inference.engine import Engine, ModelLike
+from iota2_spot_s2.inference.sources import (
+    ArraySource,
+    MaskLike,
+    RasterSource,
+    WindowSource,
+    open_source,
+    source_grid,
+    source_identity,
+)
+from iota2_spot_s2.inference.writers import (
+    FINGERPRINT_TAG,
+    MapWriter,
+    OutputFile,
+    is_complete,
+    output_files,
+    read_timing,
+)
+from iota2_spot_s2.nomenclature import Nomenclature
+
+
+@dataclass(frozen=True)
+class MapOutputs:
+    """Paths and speed of a :func:`predict_map` run.
+
+    Attributes:
+        class_map: ``<prefix>_classes.tif``.
+        confidence: ``<prefix>_confidence.tif``.
+        proba: ``<prefix>_proba.tif`` or None when not requested.
+        qml: ``<prefix>_classes.qml`` or None without a nomenclature.
+        seconds: Wall time of the inference pass (of the original run when resumed).
+        pixels_per_second: Scene pixels / seconds.
+        resumed: True when every requested file was already complete and nothing was computed.
+
+    """
+
+    class_map: Path
+    confidence: Path
+    proba: Path | None
+    qml: Path | None
+    seconds: float
+    pixels_per_second: float
+    resumed: bool = False
+
+
+def predict_map(
+    model: ModelLike,
+    image: str | os.PathLike[str] | xr.DataArray,
+    out_dir: str | os.PathLike[str],
+    *,
+    tile: int = 512,
+    margin: int | None = None,
+    write_proba: bool = False,
+    nomenclature: Nomenclature | None = None,
+    prefix: str = "map",
+    batch_size: int = 4,
+    mode: str = "dense",
+    autocast_bf16: bool = False,
+    channels_last: bool = False,
+    valid_mask: MaskLike | None = None,
+    progress: bool = True,
+) -> MapOutputs:
+    """Map a scene with a trained model, tile by tile, into COGs on the input's grid.
+
+    Args:
+        model: A :class:`~iota2_spot_s2.training.LoadedModel`.
+        image: GeoTIFF (any GDAL raster) path, or a lazy ``xr.DataArray (band, y, x)`` with
+            ``crs``/``transform`` attributes (as from :func:`iota2_spot_s2.sensors.open_spot`).
+        out_dir: Output folder (created).
+        tile: Tile core size in pixels (rounded up to a multiple of the model's downsample). The
+            map does not depend on it; it only trades memory for overhead.
+        margin: Overlap per side; default covers the receptive-field radius.
+        write_proba: Also write ``<prefix>_proba.tif``.
+        nomenclature: Colours (colour table, ``.qml``) and class names (band descriptions).
+        prefix: File-name prefix.
+        batch_size: Tiles per forward call.
+        mode: ``"dense"``, or ``"per_pixel"`` (patch_cnn sliding-window baseline, slow).
+        autocast_bf16: bfloat16 autocast (faster, slightly different; off by default).
+        channels_last: channels-last memory format.
+        valid_mask: Optional bool ``(H, W)`` array/DataArray, False = do not map (nodata).
+        progress: Show a tqdm bar over tiles.
+
+    Returns:
+        The output paths and the speed of the pass.
+
+    Raises:
+        InputError: Unreadable input, no CRS, wrong band count.
+        ValueError: Bad options, or model codes missing from the nomenclature.
+
+    """
+    out = Path(out_dir)
+    codes = [int(c) for c in np.asarray(model.class_codes).tolist()]
+    _check_codes(codes, nomenclature)
+    engine = Engine(
+        model,
+        margin=margin,
+        mode=mode,
+        batch_size=batch_size,
+        autocast_bf16=autocast_bf16,
+        channels_last=channels_last,
+    )
+    source = open_source(image, valid_mask)
+    try:
+        _check_bands(source, engine, image)
+        grid = source_grid(source)
+        fingerprint = _fingerprint(model, source, nomenclature, mode, autocast_bf16)
+        specs = output_files(out, prefix, codes, write_proba)
+        pending = [s for s in specs if not is_complete(s, grid, fingerprint)]
+        if not pending:
+            seconds, speed = read_timing(specs[0].path)
+            qml = _write_qml(nomenclature, out / f"{prefix}_classes.qml")
+            return _outputs(specs, qml, seconds, speed, resumed=True)
+        out.mkdir(parents=True, exist_ok=True)
+        tags = {FINGERPRINT_TAG: fingerprint, **_human_tags(model, codes, mode)}
+        writer = MapWriter(pending, grid, codes, nomenclature, tags)
+        with engine, writer.session():
+            start = time.perf_counter()
+            tiles = engine.plan(source.height, source.width, tile)
+            for res in engine.iter_results(source, tiles, progress=progress):
+                writer.write(res.tile.core, res.proba, res.invalid)
+            seconds = time.perf_counter() - start
+            speed = source.height * source.width / max(seconds, 1e-9)
+            writer.set_timing(seconds, speed)
+    finally:
+        if isinstance(source, RasterSource):
+            source.close()
+    qml = _write_qml(nomenclature, out / f"{prefix}_classes.qml")
+    return _outputs(specs, qml, seconds, speed, resumed=False)
+
+
+def _outputs(
+    specs: list[OutputFile], qml: Path | None, seconds: float, speed: float, resumed: bool
+) -> MapOutputs:
+    paths = {s.kind: s.path for s in specs}
+    return MapOutputs(
+        paths["classes"], paths["confidence"], paths.get("proba"), qml, seconds, speed, resumed
+    )
+
+
+def _check_codes(codes: list[int], nomenclature: Nomenclature | None) -> None:
+    if not codes or min(codes) < 1 or max(codes) > 65535:
+        raise ValueError(f"class codes must be in 1..65535 (0 is nodata), got {codes}")
+    if codes != sorted(set(codes)):
+        raise ValueError(f"class codes must be unique and increasing, got {codes}")
+    if nomenclature is not None:
+        missing = sorted(set(codes) - set(nomenclature.codes))
+        if missing:
+            raise ValueError(f"model class codes {missing} are not in the nomenclature")
+
+
+def _check_bands(source: WindowSource, engine: Engine, image: object) -> None:
+    expected, count = engine.mean.shape[0], source.count
+    if count != expected:
+        where = image if isinstance(image, str | os.PathLike) else "<DataArray>"
+        raise InputError(where, f"has {count} bands, the model expects {expected}")
+
+
+def _write_qml(nomenclature: Nomenclature | None, path: Path) -> Path | None:
+    if nomenclature is None:
+        return None
+    return nomenclature.write_qml(path)
+
+
+def _fingerprint(
+    model: ModelLike,
+    source: ArraySource | RasterSource,
+    nomenclature: Nomenclature | None,
+    mode: str,
+    bf16: bool,
+) -> str:
+    """Hash of everything that determines the maps' content (see writers' docstring)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    desc = {
+        "format": 1,
+        "model": getattr(model, "model_name", type(model.model).__name__),
+        "codes": [int(c) for c in np.asarray(model.class_codes).tolist()],
+        "mean": np.asarray(model.band_mean, np.float64).tolist(),
+        "std": np.asarray(model.band_std, np.float64).tolist(),
+        "input": source_identity(source),
+        "nomenclature": repr(nomenclature),
+        "mode": mode,
+        "bf16": bf16,
+    }
+    h.update(json.dumps(desc, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _human_tags(model: ModelLike, codes: list[int], mode: str) -> dict[str, str]:
+    return {
+        "MODEL_NAME": str(getattr(model, "model_name", type(model.model).__name__)),
+        "CLASS_CODES": " ".join(map(str, codes)),
+        "INFERENCE_MODE": mode,
+        "SOFTWARE": f"iota2_spot_s2 {iota2_spot_s2.__version__}",
+    }

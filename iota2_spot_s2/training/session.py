@@ -1,0 +1,254 @@
+"""Building a training session: checks, model, statistics, sampler, validation, optimiser.
+
+:func:`prepare_session` turns :func:`~iota2_spot_s2.training.train`'s arguments into a
+:class:`Session` holding the live objects; with ``resume`` and an existing checkpoint it restores
+the weights, optimiser, scheduler, history and random generators saved there (after checking that
+the model, its arguments, the band count and the class codes are the same).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from iota2_spot_s2.errors import InputError
+from iota2_spot_s2.models import SegmentationModel, build_model
+from iota2_spot_s2.training import checkpoint as ckpt
+from iota2_spot_s2.training.losses import class_weights, make_criterion, train_class_counts
+from iota2_spot_s2.training.sampling import (
+    CropSampler,
+    ImageSource,
+    band_statistics,
+    code_lookup,
+)
+from iota2_spot_s2.training.validation import ValidationSet
+
+
+@dataclass
+class Session:
+    """The live objects of one training run."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.StepLR
+    criterion: nn.Module
+    sampler: CropSampler
+    validation: ValidationSet
+    rng: np.random.Generator
+    meta: dict[str, Any]
+    config: dict[str, Any]
+    device: torch.device
+    step_pixels: int = 0
+    step_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_inputs(source: ImageSource, labels: np.ndarray, split: np.ndarray) -> None:
+    if labels.shape != source.shape[1:] or split.shape != source.shape[1:]:
+        raise InputError(
+            "labels",
+            f"labels {labels.shape} and split {split.shape} must match the image grid "
+            f"{source.shape[1:]}",
+        )
+    if not np.issubdtype(labels.dtype, np.integer) or (labels.size and labels.min() < 0):
+        raise InputError("labels", f"labels must be non-negative integer codes, got {labels.dtype}")
+
+
+def _resolve_codes(labels: np.ndarray, class_codes: list[int] | None) -> list[int]:
+    found = [int(c) for c in np.flatnonzero(np.bincount(labels.ravel())) if c != 0]
+    if class_codes is None:
+        if not found:
+            raise InputError("labels", "no labelled pixel")
+        return found
+    codes = sorted(int(c) for c in class_codes)
+    unknown = sorted(set(found) - set(codes))
+    if unknown or 0 in codes:
+        raise InputError("labels", f"codes {unknown or [0]} are not valid class codes {codes}")
+    return codes
+
+
+def _is_patch_model(model: nn.Module) -> bool:
+    """Patch classifiers (``forward_patches``) get their full receptive field as context."""
+    return hasattr(model, "forward_patches")
+
+
+def _aligned_margin(margin: int, downsample: int) -> int:
+    """Smallest ``m >= margin`` with ``2 * m`` a multiple of ``downsample``."""
+    step = downsample // 2 if downsample % 2 == 0 else downsample
+    return -(-margin // step) * step if step > 0 else margin
+
+
+def prepare_session(
+    image: np.ndarray | xr.DataArray,
+    labels: np.ndarray,
+    split: np.ndarray,
+    config: dict[str, Any],
+    class_codes: list[int] | None,
+    path: Path,
+    resume: bool,
+    device: torch.device,
+) -> Session:
+    """Check the inputs and build (or restore, when ``resume``) the training session.
+
+    Raises:
+        InputError: On inconsistent inputs, no TRAIN or VAL pixel, or an incompatible checkpoint.
+    """
+    source = ImageSource(image)
+    labels, split = np.asarray(labels), np.asarray(split)
+    _check_inputs(source, labels, split)
+    codes = _resolve_codes(labels, class_codes)
+    saved = ckpt.read_checkpoint(path) if resume and path.exists() else None
+    _seed_all(config["seed"])
+    model = build_model(config["model_name"], source.shape[0], len(codes), **config["model_kwargs"])
+    if config["crop"] % model.downsample:
+        raise ValueError(f"crop {config['crop']} must be a multiple of {model.downsample}")
+    if saved is not None:
+        _check_compatible(saved, path, config, source.shape[0], codes)
+    mean, std = _statistics(saved, source, split)
+    model.to(device).train()
+    lut = code_lookup(codes, int(labels.max()))
+    patch = _is_patch_model(model)
+    context = _aligned_margin(model.receptive_field // 2 if patch else 0, model.downsample)
+    sampler = CropSampler(
+        source,
+        labels,
+        split,
+        lut,
+        mean,
+        std,
+        config["crop"],
+        context,
+        config["class_balanced"],
+        seed=config["seed"],
+    )
+    validation = _validation_set(source, labels, split, codes, mean, std, model, config)
+    weights = class_weights(train_class_counts(labels, split, codes), config["class_weighting"])
+    session = _new_session(model, sampler, validation, weights, codes, config, device)
+    if saved is not None:
+        _restore(session, saved)
+    return session
+
+
+def _statistics(
+    saved: dict[str, Any] | None, source: ImageSource, split: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Band mean/std of the checkpoint when resuming, else from the TRAIN pixels."""
+    if saved is None:
+        return band_statistics(source, split)
+    return np.asarray(saved["band_mean"], np.float32), np.asarray(saved["band_std"], np.float32)
+
+
+def _validation_set(
+    source: ImageSource,
+    labels: np.ndarray,
+    split: np.ndarray,
+    codes: list[int],
+    mean: np.ndarray,
+    std: np.ndarray,
+    model: SegmentationModel,
+    config: dict[str, Any],
+) -> ValidationSet:
+    ds, half = model.downsample, model.receptive_field // 2
+    tile = -(-config["val_tile"] // ds) * ds
+    margin = _aligned_margin(half if _is_patch_model(model) else min(half, tile // 4), ds)
+    val = ValidationSet(
+        source,
+        labels,
+        split,
+        codes,
+        mean,
+        std,
+        tile,
+        margin,
+        config["val_max_tiles"],
+        config["seed"],
+    )
+    if not val.origins:
+        raise InputError("split", "no labelled VAL pixel: cannot select the model")
+    return val
+
+
+def _new_session(
+    model: nn.Module,
+    sampler: CropSampler,
+    validation: ValidationSet,
+    weights: np.ndarray,
+    codes: list[int],
+    config: dict[str, Any],
+    device: torch.device,
+) -> Session:
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"], weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config["step_size"], config["gamma"])
+    meta = {
+        "model_name": config["model_name"],
+        "model_kwargs": config["model_kwargs"],
+        "in_channels": sampler.source.shape[0],
+        "n_classes": len(codes),
+        "class_codes": codes,
+        "band_mean": sampler.band_mean.tolist(),
+        "band_std": sampler.band_std.tolist(),
+        "class_weights": [float(w) for w in weights],
+        "epoch": 0,
+        "best_epoch": 0,
+        "best_val_mean_f1": float("-inf"),
+        "history": [],
+    }
+    return Session(
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        criterion=make_criterion(weights, device),
+        sampler=sampler,
+        validation=validation,
+        rng=np.random.default_rng(config["seed"]),
+        meta=meta,
+        config=config,
+        device=device,
+        extra={"best_state_dict": ckpt.cpu_state_dict(model)},
+    )
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def _check_compatible(
+    saved: dict[str, Any], path: Path, config: dict[str, Any], bands: int, codes: list[int]
+) -> None:
+    expected = {
+        "model_name": config["model_name"],
+        "model_kwargs": config["model_kwargs"],
+        "in_channels": bands,
+        "class_codes": codes,
+    }
+    for key, value in expected.items():
+        if _plain(saved[key]) != _plain(value):
+            raise InputError(path, f"cannot resume: {key} is {saved[key]!r}, asked {value!r}")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples as lists (``(8, 16)`` and ``[8, 16]`` compare equal)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _restore(session: Session, saved: dict[str, Any]) -> None:
+    session.model.load_state_dict(saved["state_dict"])
+    session.optimizer.load_state_dict(saved["optimizer"])
+    session.scheduler.load_state_dict(saved["scheduler"])
+    ckpt.restore_rng(saved["rng"], session.rng)
+    session.extra["best_state_dict"] = saved["best_state_dict"]
+    for key in ("epoch", "best_epoch", "best_val_mean_f1", "history"):
+        session.meta[key] = saved[key]

@@ -1,0 +1,70 @@
+"""fcn: receptive field checked empirically, SegNet indices and U-Net skips in the graph."""
+
+from __future__ import annotations
+
+import torch
+
+from iota2_spot_s2.models import build_model
+
+
+def _support_rows(grad: torch.Tensor) -> torch.Tensor:
+    """Indices of the input rows with a nonzero gradient (grad: (C, H, W))."""
+    return grad.abs().sum(dim=(0, 2)).nonzero().flatten()
+
+
+def test_receptive_field_matches_gradient_support() -> None:
+    torch.manual_seed(0)
+    model = build_model("fcn", 4, 10).eval()
+    rf = model.receptive_field
+    assert 64 <= rf <= 200  # deliberately small: three pooling levels
+    size = 176
+    x = torch.randn(8, 4, size, size, requires_grad=True)
+    out = model(x)
+    # one output pixel per sample, one per phase modulo the downsampling factor
+    centre = 80
+    pixels = [(centre + k, centre + (3 * k) % 8) for k in range(8)]
+    torch.stack([out[k, k % 10, i, j] for k, (i, j) in enumerate(pixels)]).sum().backward()
+    widths = []
+    for k, (i, j) in enumerate(pixels):
+        rows = _support_rows(x.grad[k])
+        cols = _support_rows(x.grad[k].transpose(1, 2))
+        assert rows.min() > 0 and rows.max() < size - 1  # whole support inside the image
+        assert rows.min() <= i <= rows.max() and cols.min() <= j <= cols.max()
+        for extent in (rows, cols):
+            widths.append(int(extent.max() - extent.min() + 1))
+    assert max(widths) <= rf
+    assert max(widths) >= 0.9 * rf
+
+
+def test_uses_pooling_indices_and_skips() -> None:
+    torch.manual_seed(0)
+    model = build_model("fcn", 4, 10).eval()
+    calls: list[tuple[torch.Size, torch.dtype]] = []
+
+    def record(_module, inputs, _output) -> None:
+        calls.append((inputs[1].shape, inputs[1].dtype))
+
+    handle = model.unpool.register_forward_hook(record)
+    with torch.no_grad():
+        model(torch.randn(1, 4, 64, 64))
+    handle.remove()
+    assert [shape[-1] for shape, _ in calls] == [8, 16, 32]
+    assert all(dtype == torch.int64 for _, dtype in calls)
+    # the decoder blocks take unpooled features concatenated with same-width encoder features
+    for level, block in enumerate(model.decoder):
+        assert block.body[0].in_channels == 2 * model.widths[level]
+
+
+def test_full_resolution_detail_reaches_output() -> None:
+    """A one-pixel change moves the logits at that pixel (skip at full resolution)."""
+    torch.manual_seed(0)
+    model = build_model("fcn", 4, 10).eval()
+    x = torch.randn(1, 4, 160, 160)
+    y = x.clone()
+    y[0, :, 80, 80] += 3.0
+    with torch.no_grad():
+        diff = (model(x) - model(y)).abs().sum(1)[0]
+    assert diff[80, 80] > 0
+    half = model.receptive_field // 2 + 1
+    assert diff[80 - half, 80 - half] == 0  # just outside the receptive field
+    assert diff[:8, :].abs().max() == 0

@@ -170,17 +170,17 @@ def test_failure_midway_leaves_no_files_and_reads_only_windows(tmp_path):
 def test_rerun_keeps_finished_files_and_recomputes_stale_ones(scene, tmp_path):
     path, _ = scene
     out_dir = tmp_path / "out"
-    first = predict_map(fcn(), path, out_dir, tile=64, nomenclature=NOM)
+    first = predict_map(fcn(), path, out_dir, tile=256, nomenclature=NOM)
     assert not first.resumed and first.pixels_per_second > 0
     stamp = {p: p.stat().st_mtime_ns for p in (first.class_map, first.confidence)}
-    again = predict_map(fcn(), path, out_dir, tile=128, nomenclature=NOM)
+    again = predict_map(fcn(), path, out_dir, tile=512, nomenclature=NOM)
     assert again.resumed and again.pixels_per_second == pytest.approx(first.pixels_per_second, 1e-3)
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
     first.confidence.unlink()
-    partly = predict_map(fcn(), path, out_dir, tile=64, nomenclature=NOM)
+    partly = predict_map(fcn(), path, out_dir, tile=256, nomenclature=NOM)
     assert not partly.resumed and partly.confidence.exists()
     assert first.class_map.stat().st_mtime_ns == stamp[first.class_map]
-    other = predict_map(loaded("fcn", seed=7, widths=(8, 16, 24)), path, out_dir, tile=64)
+    other = predict_map(loaded("fcn", seed=7, widths=(8, 16, 24)), path, out_dir, tile=256)
     assert not other.resumed and first.class_map.stat().st_mtime_ns != stamp[first.class_map]
     assert sorted(p.name for p in out_dir.iterdir() if p.name.startswith(".")) == []
 

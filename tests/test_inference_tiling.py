@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from iota2_spot_s2.inference import default_margin, plan_tiles, predict_array
+from iota2_spot_s2.inference import Engine, default_margin, plan_tiles, predict_array
+from iota2_spot_s2.inference.sources import ArraySource
+from iota2_spot_s2.inference.tiling import PixelWindow, Tile
 from iota2_spot_s2.models import build_model
 from iota2_spot_s2.training import LoadedModel
 
@@ -94,6 +96,29 @@ def test_too_small_margin_breaks_tile_independence_and_warns():
     assert np.abs(tiled - whole).max() > 1e-3
 
 
+def test_tiles_off_the_pooling_grid_would_not_be_seamless():
+    """Why core origins are multiples of downsample: a 60-px grid (not multiple of 8) differs."""
+    model = loaded("fcn", widths=(8, 16, 24))
+    engine, image = Engine(model), spot_like(120, 120)
+    source, m = ArraySource(image), Engine(model).margin
+
+    def mosaic(tiles: list[Tile]) -> np.ndarray:
+        out = np.zeros((len(CODES), 120, 120), np.float32)
+        for res in engine.iter_results(source, tiles, skip_invalid=False, progress=False):
+            c = res.tile.core
+            out[:, c.row : c.row_stop, c.col : c.col_stop] = res.proba
+        return out
+
+    whole = mosaic(engine.plan(120, 120, None))
+    assert np.abs(mosaic(engine.plan(120, 120, 60)) - whole).max() < 1e-4  # rounded up to 64
+    shifted = [
+        Tile(0, PixelWindow(r, c, 60, 60), PixelWindow(r - m, c - m, 64 + 2 * m, 64 + 2 * m))
+        for r in (0, 60)
+        for c in (0, 60)
+    ]
+    assert np.abs(mosaic(shifted) - whole).max() > 1e-2
+
+
 def test_per_pixel_patches_equal_dense_at_sampled_pixels():
     model = loaded("patch_cnn", seed=3)
     image = spot_like(24, 30, seed=5)
@@ -136,6 +161,9 @@ def test_a_model_in_training_mode_is_evaluated_in_eval_mode_and_restored():
     expected = predict_array(model, image)
     model.model.train()
     np.testing.assert_array_equal(predict_array(model, image), expected)  # no dropout applied
+    assert model.model.training
+    with pytest.raises(ValueError, match="bands"):
+        predict_array(model, image[:3])
     assert model.model.training
 
 

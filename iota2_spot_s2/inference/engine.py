@@ -287,10 +287,10 @@ def predict_array(
         autocast_bf16=autocast_bf16,
         channels_last=channels_last,
     )
-    source = ArraySource(np.asarray(array))
-    out = np.empty((engine.n_classes, source.height, source.width), np.float32)
-    tiles = engine.plan(source.height, source.width, tile)
     with engine:
+        source = ArraySource(np.asarray(array))
+        out = np.empty((engine.n_classes, source.height, source.width), np.float32)
+        tiles = engine.plan(source.height, source.width, tile)
         for res in engine.iter_results(source, tiles, skip_invalid=False, progress=progress):
             core = res.tile.core
             out[:, core.row : core.row_stop, core.col : core.col_stop] = res.proba

@@ -8,6 +8,7 @@ layout, nodata values and how an interrupted run is resumed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -122,8 +123,7 @@ def predict_map(
         autocast_bf16=autocast_bf16,
         channels_last=channels_last,
     )
-    source = open_source(image, valid_mask)
-    try:
+    with engine, contextlib.closing(open_source(image, valid_mask)) as source:
         _check_bands(source, engine, image)
         grid = source_grid(source)
         fingerprint = _fingerprint(model, source, nomenclature, mode, autocast_bf16)
@@ -136,7 +136,7 @@ def predict_map(
         out.mkdir(parents=True, exist_ok=True)
         tags = {FINGERPRINT_TAG: fingerprint, **_human_tags(model, codes, mode)}
         writer = MapWriter(pending, grid, codes, nomenclature, tags)
-        with engine, writer.session():
+        with writer.session():
             start = time.perf_counter()
             tiles = engine.plan(source.height, source.width, tile)
             for res in engine.iter_results(source, tiles, progress=progress):
@@ -144,9 +144,6 @@ def predict_map(
             seconds = time.perf_counter() - start
             speed = source.height * source.width / max(seconds, 1e-9)
             writer.set_timing(seconds, speed)
-    finally:
-        if isinstance(source, RasterSource):
-            source.close()
     qml = _write_qml(nomenclature, out / f"{prefix}_classes.qml")
     return _outputs(specs, qml, seconds, speed, resumed=False)
 

@@ -64,6 +64,9 @@ class ArraySource:
         invalid = np.isnan(data).any(axis=0)
         return data, invalid | _mask_window(self.valid_mask, rows, cols)
 
+    def close(self) -> None:
+        """Nothing to release (the array belongs to the caller)."""
+
 
 class RasterSource:
     """A raster file read window by window with rasterio (nodata and GDAL masks honoured)."""

@@ -26,12 +26,13 @@ import numpy as np
 from tqdm import tqdm
 
 from iota2_spot_s2 import __version__
+from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
 from iota2_spot_s2.nomenclature import Nomenclature, write_color_file, write_nomenclature
 from iota2_spot_s2.simulation import manifest as mf
 from iota2_spot_s2.simulation.classes import CLASSES
 from iota2_spot_s2.simulation.layout import Layout, build_layout
-from iota2_spot_s2.simulation.spectra import S2_BANDS, draw_traits
+from iota2_spot_s2.simulation.spectra import S2_BANDS, Traits, draw_traits
 from iota2_spot_s2.simulation.spot import (
     GAIN,
     OFFSET,
@@ -88,15 +89,53 @@ def generate_scene(
     root = Path(out_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     _remove_previous(root)
-    streams = np.random.SeedSequence(seed).spawn(6)
-    rngs = [np.random.default_rng(s) for s in streams]
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
     bounds = (origin[0], origin[1], origin[0] + extent, origin[1] + extent)
     layout = build_layout(bounds, rngs[0])
     traits = draw_traits(rngs[1], len(layout.objects))
-    spot_grid = Grid.from_bounds(CRS_CODE, *bounds, SPOT_RES)
-    s2_grid = Grid.from_bounds(CRS_CODE, *bounds, 10.0)
+    grids = {
+        "spot": Grid.from_bounds(CRS_CODE, *bounds, SPOT_RES),
+        "s2_r1": Grid.from_bounds(CRS_CODE, *bounds, 10.0),
+        "s2_r2": Grid.from_bounds(CRS_CODE, *bounds, 20.0),
+    }
     tags = {"SCENE_SEED": str(seed), "GENERATOR": f"iota2_spot_s2.simulation {__version__}"}
+    _write_reference_files(root, layout, tags)
+    spot = _write_spot_image(root, layout, traits, grids["spot"], when, rngs[2], tags)
+    acquisitions = draw_acquisitions(rngs[3], year, n_dates, cloud_fraction)
+    s2 = _write_time_series(
+        root, layout, traits, grids["s2_r1"], acquisitions, tile, when, rngs[4], tags
+    )
+    s2["cloud_fraction"] = cloud_fraction
+    manifest = {
+        "format_version": mf.FORMAT_VERSION,
+        "simulated": True,
+        "generator": tags["GENERATOR"],
+        "seed": seed,
+        "size_m": float(size_m),
+        "extent_m": float(extent),
+        "origin": list(origin),
+        "crs": CRS_CODE,
+        "tile": tile,
+        "grids": {name: mf.grid_to_json(g) for name, g in grids.items()},
+        "spot": spot,
+        "s2": s2,
+        "reference": {
+            "path": "reference.gpkg",
+            "layer": LAYER,
+            "field": "code",
+            "n_objects": len(layout.objects),
+            "simulated": True,
+        },
+        "nomenclature": "nomenclature.txt",
+        "color_file": "colorFile.txt",
+        **_class_table(layout),
+    }
+    mf.write_manifest(root, manifest)
+    return mf.load_scene(root)
 
+
+def _write_reference_files(root: Path, layout: Layout, tags: dict[str, str]) -> None:
+    """The reference GeoPackage and iota2's nomenclature and colour files."""
     write_reference(root / "reference.gpkg", layout.objects, CRS_CODE, tags)
     nom = Nomenclature.from_classes(
         {c.code: c.name for c in CLASSES}, {c.code: c.color for c in CLASSES}
@@ -104,44 +143,97 @@ def generate_scene(
     write_nomenclature(nom, root / "nomenclature.txt")
     write_color_file(nom, root / "colorFile.txt")
 
+
+def _write_spot_image(
+    root: Path,
+    layout: Layout,
+    traits: Traits,
+    grid: Grid,
+    when: date,
+    rng: np.random.Generator,
+    tags: dict[str, str],
+) -> dict[str, Any]:
+    """Render and write the SPOT-like image; return its manifest section."""
     sun = sun_position(when)
-    spot_name = f"SPOT6_PMS_{when:%Y%m%d}_simulated.tif"
-    dn = render_spot(layout, traits, spot_grid, when, sun, rngs[2])
-    write_spot(
-        root / spot_name,
-        dn,
-        spot_grid,
-        {
-            **tags,
-            "SENSOR": "SPOT6 (simulated)",
-            "ACQUISITION_DATE": when.isoformat(),
-            "SUN_AZIMUTH": f"{sun.azimuth:.2f}",
-            "SUN_ELEVATION": f"{sun.elevation:.2f}",
-        },
-    )
+    name = f"SPOT6_PMS_{when:%Y%m%d}_simulated.tif"
+    dn = render_spot(layout, traits, grid, when, sun, rng)
+    sun_tags = {"SUN_AZIMUTH": f"{sun.azimuth:.2f}", "SUN_ELEVATION": f"{sun.elevation:.2f}"}
+    image_tags = {"SENSOR": "SPOT6 (simulated)", "ACQUISITION_DATE": when.isoformat()}
+    write_spot(root / name, dn, grid, {**tags, **image_tags, **sun_tags})
+    return {
+        "path": name,
+        "date": when.isoformat(),
+        "sensor": "SPOT6",
+        "simulated": True,
+        "bands": list(SPOT_BANDS),
+        "band_colours": list(SPOT_COLOURS),
+        "gain": GAIN.tolist(),
+        "offset": OFFSET.tolist(),
+        "sun_azimuth": round(sun.azimuth, 2),
+        "sun_elevation": round(sun.elevation, 2),
+    }
 
-    acquisitions = draw_acquisitions(rngs[3], year, n_dates, cloud_fraction)
-    tile_dir = root / "sensor_data" / tile
-    dates = render_s2(layout, traits, s2_grid, acquisitions, when.timetuple().tm_yday, rngs[4])
+
+def _write_time_series(
+    root: Path,
+    layout: Layout,
+    traits: Traits,
+    grid: Grid,
+    acquisitions: list[Acquisition],
+    tile: str,
+    spot_day: date,
+    rng: np.random.Generator,
+    tags: dict[str, str],
+) -> dict[str, Any]:
+    """Render and write the Theia L2A folders; return the Sentinel-2 manifest section."""
+    tile_dir = Path("sensor_data") / tile
+    anchor = spot_day.timetuple().tm_yday
+    dates = render_s2(layout, traits, grid, acquisitions, anchor, rng)
     for s2date in tqdm(dates, total=len(acquisitions), desc="Sentinel-2 dates", disable=None):
-        folder = tile_dir / s2date.acquisition.product_name(tile)
-        write_product(folder, s2date, s2_grid, tags)
+        folder = root / tile_dir / s2date.acquisition.product_name(tile)
+        write_product(folder, s2date, grid, tags)
+    products = [
+        {
+            "path": str(tile_dir / a.product_name(tile)),
+            "datetime": a.when.isoformat(),
+            "platform": a.platform,
+            "cloud_cover": round(a.cloud_cover, 4),
+        }
+        for a in acquisitions
+    ]
+    return {
+        "sensor_data": "sensor_data",
+        "tile_dir": str(tile_dir),
+        "product": "FRE",
+        "bands": list(S2_BANDS),
+        "scale": 10000,
+        "nodata": -10000,
+        "simulated": True,
+        "products": products,
+    }
 
-    manifest = _manifest(
-        root,
-        seed=seed,
-        size_m=size_m,
-        extent=extent,
-        origin=origin,
-        tile=tile,
-        layout=layout,
-        grids=(spot_grid, s2_grid, s2_grid.with_resolution(20.0)),
-        spot=(spot_name, when, sun),
-        acquisitions=acquisitions,
-        cloud_fraction=cloud_fraction,
-    )
-    mf.write_manifest(root, manifest)
-    return mf.load_scene(root)
+
+def _class_table(layout: Layout) -> dict[str, Any]:
+    """The ``classes`` and ``groups`` sections (with object counts and areas per class)."""
+    counts = {c.code: 0 for c in CLASSES}
+    areas = {c.code: 0.0 for c in CLASSES}
+    for obj in layout.objects:
+        counts[obj.code] += 1
+        areas[obj.code] += obj.geometry.area
+    classes = [
+        {
+            "code": c.code,
+            "name": c.name,
+            "color": list(c.color),
+            "needs": c.needs,
+            "description": c.description,
+            "n_objects": counts[c.code],
+            "area_m2": round(areas[c.code], 1),
+        }
+        for c in CLASSES
+    ]
+    groups = {n: [c.code for c in CLASSES if c.needs == n] for n in ("spot", "s2", "either")}
+    return {"classes": classes, "groups": groups}
 
 
 def _check_arguments(size_m: float, n_dates: int, cloud_fraction: float) -> float:
@@ -165,102 +257,10 @@ def _remove_previous(root: Path) -> None:
     """Delete the product folders recorded by a previous scene written in ``root``."""
     try:
         old = mf.read_manifest(root)
-    except Exception:  # noqa: BLE001 - no previous scene, or not ours: touch nothing
+    except InputError:  # no previous scene, or not ours: touch nothing
         return
     for product in old.get("s2", {}).get("products", []):
         folder = (root / product["path"]).resolve()
         if folder.is_dir() and root in folder.parents:
             shutil.rmtree(folder)
     (root / mf.MANIFEST).unlink(missing_ok=True)
-
-
-def _manifest(
-    root: Path,
-    *,
-    seed: int,
-    size_m: float,
-    extent: float,
-    origin: tuple[float, float],
-    tile: str,
-    layout: Layout,
-    grids: tuple[Grid, Grid, Grid],
-    spot: tuple[str, date, Any],
-    acquisitions: list[Acquisition],
-    cloud_fraction: float,
-) -> dict[str, Any]:
-    spot_name, when, sun = spot
-    tile_dir = Path("sensor_data") / tile
-    products = [
-        {
-            "path": str(tile_dir / a.product_name(tile)),
-            "datetime": a.when.isoformat(),
-            "platform": a.platform,
-            "cloud_cover": round(a.cloud_cover, 4),
-        }
-        for a in acquisitions
-    ]
-    counts = {c.code: 0 for c in CLASSES}
-    areas = {c.code: 0.0 for c in CLASSES}
-    for obj in layout.objects:
-        counts[obj.code] += 1
-        areas[obj.code] += obj.geometry.area
-    return {
-        "format_version": mf.FORMAT_VERSION,
-        "simulated": True,
-        "generator": f"iota2_spot_s2.simulation {__version__}",
-        "seed": seed,
-        "size_m": float(size_m),
-        "extent_m": float(extent),
-        "origin": list(origin),
-        "crs": CRS_CODE,
-        "tile": tile,
-        "grids": {
-            name: mf.grid_to_json(g)
-            for name, g in zip(("spot", "s2_r1", "s2_r2"), grids, strict=True)
-        },
-        "spot": {
-            "path": spot_name,
-            "date": when.isoformat(),
-            "sensor": "SPOT6",
-            "simulated": True,
-            "bands": list(SPOT_BANDS),
-            "band_colours": list(SPOT_COLOURS),
-            "gain": GAIN.tolist(),
-            "offset": OFFSET.tolist(),
-            "sun_azimuth": round(sun.azimuth, 2),
-            "sun_elevation": round(sun.elevation, 2),
-        },
-        "s2": {
-            "sensor_data": "sensor_data",
-            "tile_dir": str(tile_dir),
-            "product": "FRE",
-            "bands": list(S2_BANDS),
-            "scale": 10000,
-            "nodata": -10000,
-            "simulated": True,
-            "cloud_fraction": cloud_fraction,
-            "products": products,
-        },
-        "reference": {
-            "path": "reference.gpkg",
-            "layer": LAYER,
-            "field": "code",
-            "n_objects": len(layout.objects),
-            "simulated": True,
-        },
-        "nomenclature": "nomenclature.txt",
-        "color_file": "colorFile.txt",
-        "classes": [
-            {
-                "code": c.code,
-                "name": c.name,
-                "color": list(c.color),
-                "needs": c.needs,
-                "description": c.description,
-                "n_objects": counts[c.code],
-                "area_m2": round(areas[c.code], 1),
-            }
-            for c in CLASSES
-        ],
-        "groups": {n: [c.code for c in CLASSES if c.needs == n] for n in ("spot", "s2", "either")},
-    }

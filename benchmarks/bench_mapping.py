@@ -1,0 +1,162 @@
+"""Mapping and training speed, and peak memory against scene size (figures, not tests).
+
+Measures, on this machine, with untrained weights (speed does not depend on them):
+
+1. end-to-end mapping throughput of ``predict_map`` (read GeoTIFF -> COG class map, confidence,
+   probabilities) for ``fcn`` and dense ``patch_cnn``, fp32, fp32 + channels_last and
+   bf16 autocast + channels_last;
+2. the per-pixel sliding-window ``patch_cnn`` on a small window (it is ~1000x slower), and the
+   ratios fcn / per-pixel and dense / per-pixel measured in the same run;
+3. training throughput (pixels of target crops per second) of both models;
+4. peak RSS of a ``predict_map`` child process for scenes of 1, 16 and 100 Mpx.
+
+Usage::
+
+    python benchmarks/bench_mapping.py                 # everything (about 10 minutes on 2 cores)
+    python benchmarks/bench_mapping.py --sizes 1 16    # skip the 100 Mpx scene
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.transform import from_origin
+
+from iota2_spot_s2.inference import predict_array, predict_map
+from iota2_spot_s2.models import build_model
+from iota2_spot_s2.training import LoadedModel, train
+
+N_CLASSES, BANDS = 10, 4
+
+
+def loaded(name: str) -> LoadedModel:
+    """An untrained model wrapped like a checkpoint (speed does not depend on the weights)."""
+    torch.manual_seed(0)
+    model = build_model(name, BANDS, N_CLASSES).eval()
+    return LoadedModel(model=model, class_codes=np.arange(1, N_CLASSES + 1),
+                       band_mean=np.full(BANDS, 500, np.float32),
+                       band_std=np.full(BANDS, 100, np.float32), model_name=name, meta={})
+
+
+def write_scene(path: Path, side: int, block: int = 2048) -> Path:
+    """A uint16 4-band 1.5 m GeoTIFF of side x side px in EPSG:2154, written by blocks."""
+    rng = np.random.default_rng(0)
+    profile = {"driver": "GTiff", "width": side, "height": side, "count": BANDS, "dtype": "uint16",
+               "crs": "EPSG:2154", "transform": from_origin(500000, 6300000, 1.5, 1.5),
+               "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "DEFLATE"}
+    with rasterio.open(path, "w", **profile) as dst:
+        for r in range(0, side, block):
+            for c in range(0, side, block):
+                h, w = min(block, side - r), min(block, side - c)
+                data = rng.integers(200, 900, (BANDS, h, w), dtype=np.uint16)
+                dst.write(data, window=rasterio.windows.Window(c, r, w, h))
+    return path
+
+
+def bench_mapping(tmp: Path, side: int) -> dict[str, float]:
+    """End-to-end predict_map throughput (Mpx/s) per model and numeric option."""
+    image = write_scene(tmp / f"scene_{side}.tif", side)
+    out: dict[str, float] = {}
+    for name in ("fcn", "patch_cnn"):
+        model = loaded(name)
+        for label, opts in (("fp32", {}), ("fp32+channels_last", {"channels_last": True}),
+                            ("bf16+channels_last", {"channels_last": True, "autocast_bf16": True})):
+            res = predict_map(model, image, tmp / f"{name}_{label}", write_proba=True,
+                              progress=False, **opts)
+            out[f"{name} dense {label}"] = res.pixels_per_second / 1e6
+            print(f"  {name:9s} dense {label:20s} {res.pixels_per_second / 1e6:6.3f} Mpx/s", flush=True)
+    return out
+
+
+def bench_per_pixel(side: int = 48) -> dict[str, float]:
+    """Per-pixel sliding window vs dense patch_cnn vs fcn on the same in-memory window (px/s)."""
+    rng = np.random.default_rng(1)
+    array = rng.integers(200, 900, (BANDS, side, side)).astype(np.float32)
+    rates = {}
+    for label, name, mode in (("patch_cnn per-pixel", "patch_cnn", "per_pixel"),
+                              ("patch_cnn dense", "patch_cnn", "dense"), ("fcn", "fcn", "dense")):
+        model = loaded(name)
+        big = array if mode == "per_pixel" else np.tile(array, (1, 8, 8))
+        tic = time.perf_counter()
+        predict_array(model, big, mode=mode, tile=256)
+        rates[label] = big.shape[1] * big.shape[2] / (time.perf_counter() - tic)
+        print(f"  {label:22s} {rates[label]:12.0f} px/s", flush=True)
+    return rates
+
+
+def bench_training(tmp: Path) -> dict[str, float]:
+    """Training throughput (target pixels per second) on a random 512 x 512 image."""
+    rng = np.random.default_rng(2)
+    image = rng.normal(size=(BANDS, 512, 512)).astype(np.float32)
+    labels = rng.integers(1, N_CLASSES + 1, (512, 512)).astype(np.uint16)
+    split = np.ones((512, 512), np.uint8)
+    split[:, 384:] = 2
+    rates = {}
+    for name in ("fcn", "patch_cnn"):
+        res = train(image, labels, split, model_name=name, checkpoint_path=tmp / f"{name}.pt",
+                    epochs=2, iters_per_epoch=10, batch_size=8, crop=128, val_max_tiles=1)
+        rates[name] = res.train_pixels_per_second
+        print(f"  train {name:9s} {res.train_pixels_per_second / 1e3:8.1f} kpx/s", flush=True)
+    return rates
+
+
+def child_peak_rss(tmp: Path, side: int) -> dict[str, float]:
+    """Map a side x side scene in a fresh process; its own peak RSS (MiB) and speed."""
+    image = write_scene(tmp / f"rss_{side}.tif", side)
+    code = (
+        "import resource, sys, json; sys.path.insert(0, %r);"
+        "from bench_mapping import loaded; from iota2_spot_s2.inference import predict_map;"
+        "r = predict_map(loaded('fcn'), %r, %r, write_proba=True, progress=False,"
+        " channels_last=True);"
+        "print(json.dumps({'rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
+        " 'mpx_s': r.pixels_per_second / 1e6}))"
+    ) % (str(Path(__file__).parent), str(image), str(tmp / f"rss_out_{side}"))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    image.unlink()
+    return result
+
+
+def main() -> None:
+    """Run every benchmark and print the figures (and a JSON summary)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=float, nargs="*", default=[1, 16, 100], help="Mpx")
+    parser.add_argument("--map-side", type=int, default=2048)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; untrained weights")
+    summary: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        print(f"[1] predict_map end to end on {args.map_side}x{args.map_side} px (Mpx/s)")
+        summary["mapping_mpx_s"] = bench_mapping(tmp, args.map_side)
+        print("[2] sliding window vs dense (px/s, same run)")
+        rates = bench_per_pixel()
+        summary["per_pixel_px_s"] = rates
+        print(f"  fcn / per-pixel = {rates['fcn'] / rates['patch_cnn per-pixel']:.0f}x, "
+              f"dense / per-pixel = {rates['patch_cnn dense'] / rates['patch_cnn per-pixel']:.0f}x")
+        print("[3] training throughput")
+        summary["train_px_s"] = bench_training(tmp)
+        print("[4] peak RSS of predict_map (fcn, fp32 + channels_last, probabilities on)")
+        rss = {}
+        for mpx in args.sizes:
+            side = int(round((mpx * 1e6) ** 0.5))
+            rss[f"{side * side / 1e6:.0f} Mpx"] = r = child_peak_rss(tmp, side)
+            print(f"  {side}x{side}: peak RSS {r['rss_mib']:.0f} MiB, {r['mpx_s']:.2f} Mpx/s",
+                  flush=True)
+        summary["peak_rss"] = rss
+    print(f"parent peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -77,10 +77,10 @@ def predict_map(
     write_proba: bool = False,
     nomenclature: Nomenclature | None = None,
     prefix: str = "map",
-    batch_size: int = 4,
+    batch_size: int = 1,
     mode: str = "dense",
     autocast_bf16: bool = False,
-    channels_last: bool = False,
+    channels_last: bool = True,
     valid_mask: MaskLike | None = None,
     progress: bool = True,
 ) -> MapOutputs:
@@ -100,7 +100,8 @@ def predict_map(
         batch_size: Tiles per forward call.
         mode: ``"dense"``, or ``"per_pixel"`` (patch_cnn sliding-window baseline, slow).
         autocast_bf16: bfloat16 autocast (faster, slightly different; off by default).
-        channels_last: channels-last memory format.
+        channels_last: channels-last memory format (default; fp32 results equal the
+            contiguous layout within 1e-4 and run ~1.5-2x faster on CPU).
         valid_mask: Optional bool ``(H, W)`` array/DataArray, False = do not map (nodata).
         progress: Show a tqdm bar over tiles.
 

@@ -23,7 +23,7 @@ Registered models (numbers for ``in_channels=4, n_classes=10``):
   the same weights as a dilated fully convolutional network, so output ``(i, j)`` equals
   ``forward_patches`` on the 65x65 patch centred on ``(i, j)`` of the padded input.
 - ``fcn`` (:class:`~iota2_spot_s2.models.fcn.FCN`): residual encoder-decoder with U-Net skips and
-  SegNet pooling indices, ≈1.30 M parameters, ``downsample=8``, ``receptive_field=134``.
+  SegNet pooling indices, ≈1.33 M parameters, ``downsample=8``, ``receptive_field=134``.
 
 Example:
     >>> import torch

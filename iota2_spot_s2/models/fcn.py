@@ -1,19 +1,24 @@
 """FCN: a small residual encoder-decoder with U-Net skips and SegNet max-unpooling.
 
-Architecture (``C`` input bands, ``K`` classes, default ``widths=(32, 80, 128)``)::
+Architecture (``C`` input bands, ``K`` classes, default ``widths=(16, 64, 144)``)::
 
-    x ─conv3 C→32─BN─ReLU─ Res(32→32)  ──────────skip0───────────┐
+    x ─conv3 C→16─BN─ReLU─ Res(16→16)  ──────────skip0───────────┐
         maxpool2 ─idx0─┐                                         │
-          Res(32→80)   │ ─────────────skip1──────────┐           │
+          Res(16→64)   │ ─────────────skip1──────────┐           │
           maxpool2 ─idx1─┐                           │           │
-            Res(80→128)  │ ──────skip2──────┐        │           │
+            Res(64→144)  │ ──────skip2──────┐        │           │
             maxpool2 ─idx2─┐                │        │           │
-              Res(128→128) x2 (bottleneck,  │        │           │
+              Res(144→144) x2 (bottleneck,  │        │           │
               stride 8)    │                │        │           │
-            unpool(idx2) ──┴─ concat skip2 ─┴ Res(256→80)        │
-          unpool(idx1) ──────── concat skip1 ────────┴ Res(160→32)
-        unpool(idx0) ──────────── concat skip0 ──────────────────┴ Res(64→32)
-    [dropout] ─ conv1x1 32→K ─ logits (N, K, H, W)
+            unpool(idx2) ──┴─ concat skip2 ─┴ Res(288→64)        │
+          unpool(idx1) ──────── concat skip1 ────────┴ Res(128→16)
+        unpool(idx0) ──────────── concat skip0 ──────────────────┴ Res(32→16)
+    [dropout] ─ conv1x1 16→K ─ logits (N, K, H, W)
+
+The widths put the parameters where pixels are few: full resolution is thin (16 channels) and
+most of the ~1.33 M weights sit at 1/4 and 1/8 resolution. Measured on 2 CPU cores (fp32,
+channels_last, untrained weights, 640 x 640 input), this runs at ~1.8 Mpx/s against ~0.7 Mpx/s
+for an earlier ``(32, 80, 128)`` variant of the same parameter count.
 
 ``Res(a→b)`` is conv3-BN-ReLU-conv3-BN plus the identity (or a 1x1 conv-BN projection when
 ``a != b``), then ReLU. The pooling indices of each encoder level are handed to the decoder's
@@ -21,7 +26,7 @@ Architecture (``C`` input bands, ``K`` classes, default ``widths=(32, 80, 128)``
 concatenated to the unpooled decoder features (U-Net). Three pooling levels give
 ``downsample = 8``; the receptive field is computed from the layers at construction
 (:mod:`~iota2_spot_s2.models.receptive_field`): **134 px** with the defaults, deliberately small
-so that the map stays local. About 1.30 M parameters for C=4, K=10. Weights use Kaiming init;
+so that the map stays local. About 1.33 M parameters for C=4, K=10. Weights use Kaiming init;
 the forward pass is a fixed graph (no data-dependent Python loops) that runs with channels_last
 tensors and under ``torch.autocast("cpu", dtype=torch.bfloat16)``.
 """
@@ -85,7 +90,7 @@ class FCN(SegmentationModel):
         self,
         in_channels: int,
         n_classes: int,
-        widths: Sequence[int] = (32, 80, 128),
+        widths: Sequence[int] = (16, 64, 144),
         bottleneck_blocks: int = 2,
         dropout: float = 0.0,
     ) -> None:

@@ -25,7 +25,7 @@ import rasterio
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.io import atomic_output
 from iota2_spot_s2.nomenclature import Nomenclature
-from iota2_spot_s2.pipeline.report import comparison_markdown, plot_comparison
+from iota2_spot_s2.pipeline.report import comparison_markdown, plot_comparison, plot_maps
 from iota2_spot_s2.pipeline.stages import load_nomenclature, prepare_reference
 from iota2_spot_s2.settings import RunConfig, TrainingSettings
 
@@ -98,6 +98,10 @@ def run_tile(run: RunConfig, tile: str, nomenclature: Nomenclature | None) -> li
     runs = []
     for model_name in plugin.models:
         runs.append(_run_model(run, tile, model_name, image, prepared, codes, nomenclature))
+    label = "simulated" if plugin.simulated else "real"
+    plot_maps(plugin.spot_images[tile], prepared.labels_path,
+              {r.model: Path(r.paths["class_map"]) for r in runs}, tile_dir / "maps_overview.png",
+              title=f"{tile} — {label} data", nomenclature=nomenclature)
     return runs
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -68,5 +69,56 @@ def plot_comparison(
     fig.tight_layout()
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+def _read_decimated(path: Path, bands: list[int], max_side: int) -> np.ndarray:
+    import rasterio
+    from rasterio.enums import Resampling
+
+    with rasterio.open(path) as src:
+        scale = max(1.0, max(src.width, src.height) / max_side)
+        shape = (len(bands), int(src.height / scale), int(src.width / scale))
+        return src.read(bands, out_shape=shape, resampling=Resampling.nearest)
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """Bands (B, G, R, ...) to a 2-98 % stretched RGB array."""
+    rgb = image[[2, 1, 0]].astype(np.float32) if image.shape[0] >= 3 else image[[0, 0, 0]] * 1.0
+    valid = rgb.sum(0) > 0
+    lo, hi = (np.percentile(rgb[:, valid], q, axis=1)[:, None, None] for q in (2, 98))
+    return np.clip((rgb - lo) / np.maximum(hi - lo, 1e-6), 0, 1).transpose(1, 2, 0)
+
+
+def _colourise(codes: np.ndarray, nomenclature: Nomenclature | None) -> np.ndarray:
+    lut = np.zeros((int(max(codes.max(), 1)) + 1, 3), np.float32)
+    table = nomenclature.color_table() if nomenclature else {}
+    for code, rgba in table.items():
+        if code < len(lut):
+            lut[code] = np.asarray(rgba[:3]) / 255.0
+    return lut[codes]
+
+
+def plot_maps(image: Path, labels: Path, maps: dict[str, Path], path: Path, *, title: str,
+              nomenclature: Nomenclature | None = None, max_side: int = 800) -> Path:
+    """Side by side: image (RGB), reference labels, and each model's class map (decimated)."""
+    panels = [("image (R, G, B)", _rgb(_read_decimated(image, [1, 2, 3], max_side)))]
+    panels.append(("reference", _colourise(_read_decimated(labels, [1], max_side)[0], nomenclature)))
+    for name, class_map in maps.items():
+        panels.append((name, _colourise(_read_decimated(class_map, [1], max_side)[0], nomenclature)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.8))
+    for ax, (name, data) in zip(np.atleast_1d(axes), panels, strict=True):
+        ax.imshow(data, interpolation="nearest")
+        ax.set_title(name, fontsize=10)
+        ax.set_axis_off()
+    if nomenclature is not None:
+        handles = [matplotlib.patches.Patch(color=np.asarray(nomenclature.color_table()[c][:3]) / 255,
+                                            label=nomenclature.name_of(c)) for c in nomenclature.codes]
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return path

@@ -1,0 +1,123 @@
+"""The main job end to end on a small SIMULATED scene, through the command line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from iota2_spot_s2.evaluation import read_otb_confusion_csv
+from iota2_spot_s2.nomenclature import read_nomenclature
+from iota2_spot_s2.settings import PLUGIN_SECTION, format_cfg
+from iota2_spot_s2.simulation import generate_scene
+
+
+def fuse_classify(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "iota2_spot_s2.cli", *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def chain_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("chain")
+    scene = generate_scene(root / "scene", size_m=240.0, seed=3)
+    cfg = root / "run.cfg"
+    cfg.write_text(format_cfg({
+        "chain": {"output_path": str(root / "out"), "list_tile": scene.tile,
+                  "ground_truth": str(scene.reference), "data_field": "code",
+                  "nomenclature_path": str(scene.nomenclature),
+                  "color_table": str(scene.color_file), "s2_path": str(scene.sensor_data)},
+        PLUGIN_SECTION: {"spot_images": {scene.tile: str(scene.spot_image)},
+                         "models": ["patch_cnn", "fcn"], "split_block_m": 24.0, "simulated": True,
+                         "tile_size": 64,
+                         "training": {"epochs": 2, "iters_per_epoch": 2, "batch_size": 2,
+                                      "crop": 64}},
+    }))
+    first = fuse_classify("run", str(cfg))
+    assert first.returncode == 0, first.stderr[-3000:]
+    tile_dir = root / "out" / "spot_s2" / scene.tile
+    return {"root": root, "cfg": cfg, "tile_dir": tile_dir, "stdout": Path(first.stdout),
+            "scene_spot": scene.spot_image, "nomenclature": scene.nomenclature,
+            "colors": scene.color_file}
+
+
+def _digest(path: Path) -> str:
+    with rasterio.open(path) as src:
+        return hashlib.sha256(src.read().tobytes()).hexdigest()
+
+
+def test_chain_writes_maps_on_the_spot_grid_with_the_nomenclature_colours(chain_run) -> None:
+    tile_dir = chain_run["tile_dir"]
+    nom = read_nomenclature(chain_run["nomenclature"], chain_run["colors"])
+    with rasterio.open(chain_run["scene_spot"]) as spot:
+        grid = (spot.crs, spot.transform, spot.shape)
+    for model in ("patch_cnn", "fcn"):
+        with rasterio.open(tile_dir / "maps" / f"{model}_classes.tif") as src:
+            assert (src.crs, src.transform, src.shape) == grid
+            values = set(np.unique(src.read(1)).tolist())
+            assert values <= set(nom.codes) | {0}
+            cmap = src.colormap(1)
+            for code in nom.codes:
+                assert cmap[code][:3] == tuple(nom.colors[nom.codes.index(code)])
+        with rasterio.open(tile_dir / "maps" / f"{model}_proba.tif") as src:
+            assert src.count == len(nom.codes)
+        assert (tile_dir / "maps" / f"{model}_classes.qml").is_file()
+    assert (tile_dir / "maps_overview.png").stat().st_size > 10_000
+
+
+def test_reported_scores_match_an_independent_count_on_the_test_blocks(chain_run) -> None:
+    tile_dir = chain_run["tile_dir"]
+    with rasterio.open(tile_dir / "reference" / "labels.tif") as src:
+        labels = src.read(1)
+    with rasterio.open(tile_dir / "reference" / "split.tif") as src:
+        split = src.read(1)
+    assert set(np.unique(split[labels == 0]).tolist()) == {0}
+    shares = np.bincount(split[labels > 0], minlength=4)[1:] / (labels > 0).sum()
+    assert np.all(shares > 0.05)  # every subset got blocks, even on a tiny scene
+    with rasterio.open(tile_dir / "maps" / "fcn_classes.tif") as src:
+        produced = src.read(1)
+    ref_codes, prod_codes, matrix = read_otb_confusion_csv(tile_dir / "evaluation" / "fcn" / "confusion.csv")
+    test = (split == 3) & (labels > 0) & (produced > 0)
+    expected = np.zeros((len(ref_codes), len(prod_codes)), np.int64)
+    for r, p in zip(labels[test], produced[test], strict=True):
+        expected[ref_codes.index(int(r)), prod_codes.index(int(p))] += 1
+    np.testing.assert_array_equal(matrix, expected)
+    scores = json.loads((tile_dir / "evaluation" / "fcn" / "scores.json").read_text())
+    oa = scores.get("overall_accuracy", scores.get("scores", {}).get("overall_accuracy"))
+    assert oa == pytest.approx(np.trace(expected) / expected.sum())
+
+
+def test_comparison_table_says_simulated_and_rerun_resumes(chain_run) -> None:
+    out = chain_run["tile_dir"].parent
+    table = (out / "comparison.md").read_text()
+    assert "simulated" in table
+    assert "| patch_cnn |" in table and "| fcn |" in table
+    before = _digest(chain_run["tile_dir"] / "maps" / "fcn_classes.tif")
+    again = fuse_classify("run", str(chain_run["cfg"]))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert _digest(chain_run["tile_dir"] / "maps" / "fcn_classes.tif") == before
+    assert json.loads((out / "comparison.json").read_text())["runs"][1]["model"] == "fcn"
+
+
+def test_stage_commands_reproduce_the_chain(chain_run, tmp_path: Path) -> None:
+    tile_dir = chain_run["tile_dir"]
+    predicted = fuse_classify("predict", "--checkpoint", str(tile_dir / "models" / "fcn.pt"),
+                              "--image", str(chain_run["scene_spot"]), "--out", str(tmp_path),
+                              "--tile", "96", "--nomenclature", str(chain_run["nomenclature"]),
+                              "--colors", str(chain_run["colors"]))
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert _digest(tmp_path / "map_classes.tif") == _digest(tile_dir / "maps" / "fcn_classes.tif")
+    evaluated = fuse_classify("evaluate", "--map", str(tmp_path / "map_classes.tif"),
+                              "--reference", str(tile_dir / "reference" / "labels.tif"),
+                              "--split", str(tile_dir / "reference" / "split.tif"),
+                              "--out", str(tmp_path / "eval"))
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    ours = read_otb_confusion_csv(next((tmp_path / "eval").glob("*confusion.csv")))[2]
+    chain = read_otb_confusion_csv(tile_dir / "evaluation" / "fcn" / "confusion.csv")[2]
+    assert ours.sum() == chain.sum()

@@ -43,17 +43,32 @@ def loaded(name: str) -> LoadedModel:
     """An untrained model wrapped like a checkpoint (speed does not depend on the weights)."""
     torch.manual_seed(0)
     model = build_model(name, BANDS, N_CLASSES).eval()
-    return LoadedModel(model=model, class_codes=np.arange(1, N_CLASSES + 1),
-                       band_mean=np.full(BANDS, 500, np.float32),
-                       band_std=np.full(BANDS, 100, np.float32), model_name=name, meta={})
+    return LoadedModel(
+        model=model,
+        class_codes=np.arange(1, N_CLASSES + 1),
+        band_mean=np.full(BANDS, 500, np.float32),
+        band_std=np.full(BANDS, 100, np.float32),
+        model_name=name,
+        meta={},
+    )
 
 
 def write_scene(path: Path, side: int, block: int = 2048) -> Path:
     """A uint16 4-band 1.5 m GeoTIFF of side x side px in EPSG:2154, written by blocks."""
     rng = np.random.default_rng(0)
-    profile = {"driver": "GTiff", "width": side, "height": side, "count": BANDS, "dtype": "uint16",
-               "crs": "EPSG:2154", "transform": from_origin(500000, 6300000, 1.5, 1.5),
-               "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "DEFLATE"}
+    profile = {
+        "driver": "GTiff",
+        "width": side,
+        "height": side,
+        "count": BANDS,
+        "dtype": "uint16",
+        "crs": "EPSG:2154",
+        "transform": from_origin(500000, 6300000, 1.5, 1.5),
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "DEFLATE",
+    }
     with rasterio.open(path, "w", **profile) as dst:
         for r in range(0, side, block):
             for c in range(0, side, block):
@@ -69,12 +84,19 @@ def bench_mapping(tmp: Path, side: int) -> dict[str, float]:
     out: dict[str, float] = {}
     for name in ("fcn", "patch_cnn"):
         model = loaded(name)
-        for label, opts in (("fp32", {}), ("fp32+channels_last", {"channels_last": True}),
-                            ("bf16+channels_last", {"channels_last": True, "autocast_bf16": True})):
-            res = predict_map(model, image, tmp / f"{name}_{label}", write_proba=True,
-                              progress=False, **opts)
+        for label, opts in (
+            ("fp32", {}),
+            ("fp32+channels_last", {"channels_last": True}),
+            ("bf16+channels_last", {"channels_last": True, "autocast_bf16": True}),
+        ):
+            res = predict_map(
+                model, image, tmp / f"{name}_{label}", write_proba=True, progress=False, **opts
+            )
             out[f"{name} dense {label}"] = res.pixels_per_second / 1e6
-            print(f"  {name:9s} dense {label:20s} {res.pixels_per_second / 1e6:6.3f} Mpx/s", flush=True)
+            print(
+                f"  {name:9s} dense {label:20s} {res.pixels_per_second / 1e6:6.3f} Mpx/s",
+                flush=True,
+            )
     return out
 
 
@@ -83,8 +105,11 @@ def bench_per_pixel(side: int = 48) -> dict[str, float]:
     rng = np.random.default_rng(1)
     array = rng.integers(200, 900, (BANDS, side, side)).astype(np.float32)
     rates = {}
-    for label, name, mode in (("patch_cnn per-pixel", "patch_cnn", "per_pixel"),
-                              ("patch_cnn dense", "patch_cnn", "dense"), ("fcn", "fcn", "dense")):
+    for label, name, mode in (
+        ("patch_cnn per-pixel", "patch_cnn", "per_pixel"),
+        ("patch_cnn dense", "patch_cnn", "dense"),
+        ("fcn", "fcn", "dense"),
+    ):
         model = loaded(name)
         big = array if mode == "per_pixel" else np.tile(array, (1, 8, 8))
         tic = time.perf_counter()
@@ -103,8 +128,18 @@ def bench_training(tmp: Path) -> dict[str, float]:
     split[:, 384:] = 2
     rates = {}
     for name in ("fcn", "patch_cnn"):
-        res = train(image, labels, split, model_name=name, checkpoint_path=tmp / f"{name}.pt",
-                    epochs=2, iters_per_epoch=10, batch_size=8, crop=128, val_max_tiles=1)
+        res = train(
+            image,
+            labels,
+            split,
+            model_name=name,
+            checkpoint_path=tmp / f"{name}.pt",
+            epochs=2,
+            iters_per_epoch=10,
+            batch_size=8,
+            crop=128,
+            val_max_tiles=1,
+        )
         rates[name] = res.train_pixels_per_second
         print(f"  train {name:9s} {res.train_pixels_per_second / 1e3:8.1f} kpx/s", flush=True)
     return rates
@@ -113,14 +148,15 @@ def bench_training(tmp: Path) -> dict[str, float]:
 def child_peak_rss(tmp: Path, side: int) -> dict[str, float]:
     """Map a side x side scene in a fresh process; its own peak RSS (MiB) and speed."""
     image = write_scene(tmp / f"rss_{side}.tif", side)
+    here, out = str(Path(__file__).parent), str(tmp / f"rss_out_{side}")
     code = (
-        "import resource, sys, json; sys.path.insert(0, %r);"
+        f"import resource, sys, json; sys.path.insert(0, {here!r});"
         "from bench_mapping import loaded; from iota2_spot_s2.inference import predict_map;"
-        "r = predict_map(loaded('fcn'), %r, %r, write_proba=True, progress=False,"
-        " channels_last=True);"
+        f"r = predict_map(loaded('fcn'), {str(image)!r}, {out!r}, write_proba=True,"
+        " progress=False);"
         "print(json.dumps({'rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
         " 'mpx_s': r.pixels_per_second / 1e6}))"
-    ) % (str(Path(__file__).parent), str(image), str(tmp / f"rss_out_{side}"))
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     image.unlink()
@@ -142,8 +178,10 @@ def main() -> None:
         print("[2] sliding window vs dense (px/s, same run)")
         rates = bench_per_pixel()
         summary["per_pixel_px_s"] = rates
-        print(f"  fcn / per-pixel = {rates['fcn'] / rates['patch_cnn per-pixel']:.0f}x, "
-              f"dense / per-pixel = {rates['patch_cnn dense'] / rates['patch_cnn per-pixel']:.0f}x")
+        print(
+            f"  fcn / per-pixel = {rates['fcn'] / rates['patch_cnn per-pixel']:.0f}x, "
+            f"dense / per-pixel = {rates['patch_cnn dense'] / rates['patch_cnn per-pixel']:.0f}x"
+        )
         print("[3] training throughput")
         summary["train_px_s"] = bench_training(tmp)
         print("[4] peak RSS of predict_map (fcn, fp32 + channels_last, probabilities on)")
@@ -151,8 +189,10 @@ def main() -> None:
         for mpx in args.sizes:
             side = int(round((mpx * 1e6) ** 0.5))
             rss[f"{side * side / 1e6:.0f} Mpx"] = r = child_peak_rss(tmp, side)
-            print(f"  {side}x{side}: peak RSS {r['rss_mib']:.0f} MiB, {r['mpx_s']:.2f} Mpx/s",
-                  flush=True)
+            print(
+                f"  {side}x{side}: peak RSS {r['rss_mib']:.0f} MiB, {r['mpx_s']:.2f} Mpx/s",
+                flush=True,
+            )
         summary["peak_rss"] = rss
     print(f"parent peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     print(json.dumps(summary, indent=2))

@@ -46,7 +46,10 @@ def training_area() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     image = np.concatenate([p[0] for p in parts], axis=2)
     labels = np.concatenate([p[1] for p in parts], axis=1)
     split = np.concatenate(
-        [np.full(p[1].shape, 1 if k < len(TRAIN_IDS) else 2, np.uint8) for k, p in enumerate(parts)],
+        [
+            np.full(p[1].shape, 1 if k < len(TRAIN_IDS) else 2, np.uint8)
+            for k, p in enumerate(parts)
+        ],
         axis=1,
     )
     return image, labels, np.where(labels > 0, split, 0).astype(np.uint8)
@@ -64,9 +67,19 @@ def main() -> None:
     test_image, test_labels = read_patch(TEST_ID)
     rows = []
     for name in args.models.split(","):
-        result = train(image, labels, split, model_name=name, class_codes=codes,
-                       checkpoint_path=args.out / f"{name}.pt", max_minutes=args.minutes,
-                       epochs=1000, patience=1000, crop=128, seed=0)
+        result = train(
+            image,
+            labels,
+            split,
+            model_name=name,
+            class_codes=codes,
+            checkpoint_path=args.out / f"{name}.pt",
+            max_minutes=args.minutes,
+            epochs=1000,
+            patience=1000,
+            crop=128,
+            seed=0,
+        )
         model = load_model(result.checkpoint_path)
         proba = predict_array(model, test_image, tile=256)
         produced = np.asarray(codes)[proba.argmax(0)]
@@ -75,10 +88,18 @@ def main() -> None:
         title = f"{name} — REAL FLAIR-2 aerial, test patch {TEST_ID} (FLAIR test split)"
         write_report(s, cm, codes, args.out / name, title=title)
         present = [c for c, n in zip(codes, s.support, strict=True) if n > 0]
-        rows.append({"model": name, "OA": s.overall_accuracy, "kappa": s.kappa,
-                     "mean_F1": s.mean_f1, "train_s": result.train_seconds,
-                     "best_epoch": result.best_epoch, "val_mean_F1": result.best_val_mean_f1,
-                     "per_class_F1": {c: s.f1[codes.index(c)] for c in present}})
+        rows.append(
+            {
+                "model": name,
+                "OA": s.overall_accuracy,
+                "kappa": s.kappa,
+                "mean_F1": s.mean_f1,
+                "train_s": result.train_seconds,
+                "best_epoch": result.best_epoch,
+                "val_mean_F1": result.best_val_mean_f1,
+                "per_class_F1": {c: s.f1[codes.index(c)] for c in present},
+            }
+        )
     print(json.dumps(rows, indent=2))
     (args.out / "flair2_scores.json").write_text(json.dumps(rows, indent=2))
 

@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model on an image and a reference vector")
     p.add_argument("--image", required=True)
     p.add_argument("--reference", required=True, help="vector (GeoPackage/Shapefile) or raster")

@@ -19,8 +19,12 @@ from iota2_spot_s2.simulation import generate_scene
 
 
 def fuse_classify(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "iota2_spot_s2.cli", *args],
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "iota2_spot_s2.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -28,23 +32,41 @@ def chain_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("chain")
     scene = generate_scene(root / "scene", size_m=240.0, seed=3)
     cfg = root / "run.cfg"
-    cfg.write_text(format_cfg({
-        "chain": {"output_path": str(root / "out"), "list_tile": scene.tile,
-                  "ground_truth": str(scene.reference), "data_field": "code",
-                  "nomenclature_path": str(scene.nomenclature),
-                  "color_table": str(scene.color_file), "s2_path": str(scene.sensor_data)},
-        PLUGIN_SECTION: {"spot_images": {scene.tile: str(scene.spot_image)},
-                         "models": ["patch_cnn", "fcn"], "split_block_m": 24.0, "simulated": True,
-                         "tile_size": 64,
-                         "training": {"epochs": 2, "iters_per_epoch": 2, "batch_size": 2,
-                                      "crop": 64}},
-    }))
+    cfg.write_text(
+        format_cfg(
+            {
+                "chain": {
+                    "output_path": str(root / "out"),
+                    "list_tile": scene.tile,
+                    "ground_truth": str(scene.reference),
+                    "data_field": "code",
+                    "nomenclature_path": str(scene.nomenclature),
+                    "color_table": str(scene.color_file),
+                    "s2_path": str(scene.sensor_data),
+                },
+                PLUGIN_SECTION: {
+                    "spot_images": {scene.tile: str(scene.spot_image)},
+                    "models": ["patch_cnn", "fcn"],
+                    "split_block_m": 24.0,
+                    "simulated": True,
+                    "tile_size": 64,
+                    "training": {"epochs": 2, "iters_per_epoch": 2, "batch_size": 2, "crop": 64},
+                },
+            }
+        )
+    )
     first = fuse_classify("run", str(cfg))
     assert first.returncode == 0, first.stderr[-3000:]
     tile_dir = root / "out" / "spot_s2" / scene.tile
-    return {"root": root, "cfg": cfg, "tile_dir": tile_dir, "stdout": Path(first.stdout),
-            "scene_spot": scene.spot_image, "nomenclature": scene.nomenclature,
-            "colors": scene.color_file}
+    return {
+        "root": root,
+        "cfg": cfg,
+        "tile_dir": tile_dir,
+        "stdout": Path(first.stdout),
+        "scene_spot": scene.spot_image,
+        "nomenclature": scene.nomenclature,
+        "colors": scene.color_file,
+    }
 
 
 def _digest(path: Path) -> str:
@@ -82,7 +104,9 @@ def test_reported_scores_match_an_independent_count_on_the_test_blocks(chain_run
     assert np.all(shares > 0.05)  # every subset got blocks, even on a tiny scene
     with rasterio.open(tile_dir / "maps" / "fcn_classes.tif") as src:
         produced = src.read(1)
-    ref_codes, prod_codes, matrix = read_otb_confusion_csv(tile_dir / "evaluation" / "fcn" / "confusion.csv")
+    ref_codes, prod_codes, matrix = read_otb_confusion_csv(
+        tile_dir / "evaluation" / "fcn" / "confusion.csv"
+    )
     test = (split == 3) & (labels > 0) & (produced > 0)
     expected = np.zeros((len(ref_codes), len(prod_codes)), np.int64)
     for r, p in zip(labels[test], produced[test], strict=True):
@@ -107,16 +131,34 @@ def test_comparison_table_says_simulated_and_rerun_resumes(chain_run) -> None:
 
 def test_stage_commands_reproduce_the_chain(chain_run, tmp_path: Path) -> None:
     tile_dir = chain_run["tile_dir"]
-    predicted = fuse_classify("predict", "--checkpoint", str(tile_dir / "models" / "fcn.pt"),
-                              "--image", str(chain_run["scene_spot"]), "--out", str(tmp_path),
-                              "--tile", "96", "--nomenclature", str(chain_run["nomenclature"]),
-                              "--colors", str(chain_run["colors"]))
+    predicted = fuse_classify(
+        "predict",
+        "--checkpoint",
+        str(tile_dir / "models" / "fcn.pt"),
+        "--image",
+        str(chain_run["scene_spot"]),
+        "--out",
+        str(tmp_path),
+        "--tile",
+        "96",
+        "--nomenclature",
+        str(chain_run["nomenclature"]),
+        "--colors",
+        str(chain_run["colors"]),
+    )
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert _digest(tmp_path / "map_classes.tif") == _digest(tile_dir / "maps" / "fcn_classes.tif")
-    evaluated = fuse_classify("evaluate", "--map", str(tmp_path / "map_classes.tif"),
-                              "--reference", str(tile_dir / "reference" / "labels.tif"),
-                              "--split", str(tile_dir / "reference" / "split.tif"),
-                              "--out", str(tmp_path / "eval"))
+    evaluated = fuse_classify(
+        "evaluate",
+        "--map",
+        str(tmp_path / "map_classes.tif"),
+        "--reference",
+        str(tile_dir / "reference" / "labels.tif"),
+        "--split",
+        str(tile_dir / "reference" / "split.tif"),
+        "--out",
+        str(tmp_path / "eval"),
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     ours = read_otb_confusion_csv(next((tmp_path / "eval").glob("*confusion.csv")))[2]
     chain = read_otb_confusion_csv(tile_dir / "evaluation" / "fcn" / "confusion.csv")[2]

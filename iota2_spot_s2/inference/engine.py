@@ -46,10 +46,17 @@ PATCH_BATCH = 1024  # patches per forward_patches call in per_pixel mode
 class ModelLike(Protocol):
     """What inference needs from :class:`iota2_spot_s2.training.LoadedModel`."""
 
-    model: nn.Module
-    class_codes: Sequence[int]
-    band_mean: Any
-    band_std: Any
+    @property
+    def model(self) -> nn.Module: ...  # noqa: D102
+
+    @property
+    def class_codes(self) -> Sequence[int] | np.ndarray: ...  # noqa: D102
+
+    @property
+    def band_mean(self) -> Any: ...  # noqa: D102
+
+    @property
+    def band_std(self) -> Any: ...  # noqa: D102
 
 
 @dataclass(frozen=True)

@@ -99,9 +99,14 @@ def run_tile(run: RunConfig, tile: str, nomenclature: Nomenclature | None) -> li
     for model_name in plugin.models:
         runs.append(_run_model(run, tile, model_name, image, prepared, codes, nomenclature))
     label = "simulated" if plugin.simulated else "real"
-    plot_maps(plugin.spot_images[tile], prepared.labels_path,
-              {r.model: Path(r.paths["class_map"]) for r in runs}, tile_dir / "maps_overview.png",
-              title=f"{tile} — {label} data", nomenclature=nomenclature)
+    plot_maps(
+        plugin.spot_images[tile],
+        prepared.labels_path,
+        {r.model: Path(r.paths["class_map"]) for r in runs},
+        tile_dir / "maps_overview.png",
+        title=f"{tile} — {label} data",
+        nomenclature=nomenclature,
+    )
     return runs
 
 

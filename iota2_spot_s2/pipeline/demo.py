@@ -43,7 +43,12 @@ def write_demo_config(
             "split_block_m": 96.0,
             "simulated": True,
             "tile_size": 512,
-            "training": {"max_minutes": minutes_per_model, "epochs": 400, "patience": 400},
+            "training": {
+                "max_minutes": minutes_per_model,
+                "epochs": 400,
+                "iters_per_epoch": 10,
+                "patience": 400,
+            },
         },
     }
     path = out_dir / DEMO_CFG

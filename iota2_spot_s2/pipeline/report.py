@@ -85,10 +85,11 @@ def _read_decimated(path: Path, bands: list[int], max_side: int) -> np.ndarray:
 
 def _rgb(image: np.ndarray) -> np.ndarray:
     """Bands (B, G, R, ...) to a 2-98 % stretched RGB array."""
-    rgb = image[[2, 1, 0]].astype(np.float32) if image.shape[0] >= 3 else image[[0, 0, 0]] * 1.0
+    rgb = (image[[2, 1, 0]] if image.shape[0] >= 3 else image[[0, 0, 0]]).astype(np.float32)
     valid = rgb.sum(0) > 0
-    lo, hi = (np.percentile(rgb[:, valid], q, axis=1)[:, None, None] for q in (2, 98))
-    return np.clip((rgb - lo) / np.maximum(hi - lo, 1e-6), 0, 1).transpose(1, 2, 0)
+    lo = np.percentile(rgb[:, valid], 2, axis=1).astype(np.float32)[:, None, None]
+    hi = np.percentile(rgb[:, valid], 98, axis=1).astype(np.float32)[:, None, None]
+    return np.asarray(np.clip((rgb - lo) / np.maximum(hi - lo, 1e-6), 0, 1).transpose(1, 2, 0))
 
 
 def _colourise(codes: np.ndarray, nomenclature: Nomenclature | None) -> np.ndarray:
@@ -100,21 +101,39 @@ def _colourise(codes: np.ndarray, nomenclature: Nomenclature | None) -> np.ndarr
     return lut[codes]
 
 
-def plot_maps(image: Path, labels: Path, maps: dict[str, Path], path: Path, *, title: str,
-              nomenclature: Nomenclature | None = None, max_side: int = 800) -> Path:
+def plot_maps(
+    image: Path,
+    labels: Path,
+    maps: dict[str, Path],
+    path: Path,
+    *,
+    title: str,
+    nomenclature: Nomenclature | None = None,
+    max_side: int = 800,
+) -> Path:
     """Side by side: image (RGB), reference labels, and each model's class map (decimated)."""
     panels = [("image (R, G, B)", _rgb(_read_decimated(image, [1, 2, 3], max_side)))]
-    panels.append(("reference", _colourise(_read_decimated(labels, [1], max_side)[0], nomenclature)))
+    panels.append(
+        ("reference", _colourise(_read_decimated(labels, [1], max_side)[0], nomenclature))
+    )
     for name, class_map in maps.items():
-        panels.append((name, _colourise(_read_decimated(class_map, [1], max_side)[0], nomenclature)))
+        panels.append(
+            (name, _colourise(_read_decimated(class_map, [1], max_side)[0], nomenclature))
+        )
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.8))
     for ax, (name, data) in zip(np.atleast_1d(axes), panels, strict=True):
         ax.imshow(data, interpolation="nearest")
         ax.set_title(name, fontsize=10)
         ax.set_axis_off()
     if nomenclature is not None:
-        handles = [matplotlib.patches.Patch(color=np.asarray(nomenclature.color_table()[c][:3]) / 255,
-                                            label=nomenclature.name_of(c)) for c in nomenclature.codes]
+        table = nomenclature.color_table()
+        handles = [
+            matplotlib.patches.Patch(
+                color=(table[c][0] / 255, table[c][1] / 255, table[c][2] / 255),
+                label=nomenclature.name_of(c),
+            )
+            for c in nomenclature.codes
+        ]
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.08, 1, 0.95))

@@ -62,10 +62,9 @@ def read_labels(
         with rasterio.open(reference) as src:
             labels = src.read(1).astype(np.uint16)
         return labels, {"source": str(reference), "kind": "raster"}
-    from iota2_spot_s2.reference import rasterize_reference, read_mapping_table
+    from iota2_spot_s2.reference import rasterize_reference
 
-    table = read_mapping_table(mapping) if mapping else None
-    result = rasterize_reference(reference, grid, field, mapping=table, nomenclature=nomenclature)
+    result = rasterize_reference(reference, grid, field, mapping=mapping, nomenclature=nomenclature)
     return result.labels, _as_dict(result.report)
 
 

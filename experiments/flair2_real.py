@@ -3,8 +3,10 @@
 Data: the five IGN FLAIR-2 patches in ``../shared/data/flair2_aerial`` (512 x 512 px at 0.2 m,
 R, G, B, NIR + elevation; the elevation band is dropped so that the input looks like a 4-band
 VHR product). The patches keep their official FLAIR split: three *train* patches are placed side
-by side as the training area, the *validation* patch drives model selection, the *test* patch
-(084558) is only used for the final scores. This is very little data (about 1 Mpx of labels,
+by side with the *validation* patch as the training area, split 80/20 into train/validation by
+spatially disjoint 64 px blocks (the official validation patch alone holds 3 classes, too few to
+select a model on), and the *test* patch (084558, another domain) is only used for the final
+scores. This is very little data (about 1 Mpx of labels,
 one test patch of 0.26 Mpx with 4 classes): the figures say how the chain behaves on real
 imagery, not how well the models would do with a real training set.
 
@@ -24,6 +26,7 @@ import rasterio
 
 from iota2_spot_s2.evaluation import confusion_matrix, scores, write_report
 from iota2_spot_s2.inference import predict_array
+from iota2_spot_s2.reference import split_blocks
 from iota2_spot_s2.training import load_model, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "flair2_aerial"
@@ -40,19 +43,13 @@ def read_patch(patch_id: str) -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
-def training_area() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Train patches and the validation patch side by side, with a split raster (1 / 2)."""
+def training_area(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train + validation patches side by side, split 80/20 by 64 px blocks (1 train, 2 val)."""
     parts = [read_patch(i) for i in (*TRAIN_IDS, VAL_ID)]
     image = np.concatenate([p[0] for p in parts], axis=2)
     labels = np.concatenate([p[1] for p in parts], axis=1)
-    split = np.concatenate(
-        [
-            np.full(p[1].shape, 1 if k < len(TRAIN_IDS) else 2, np.uint8)
-            for k, p in enumerate(parts)
-        ],
-        axis=1,
-    )
-    return image, labels, np.where(labels > 0, split, 0).astype(np.uint8)
+    split = split_blocks(labels, block_size=64, seed=seed, fractions=(0.8, 0.2, 0.0))
+    return image, labels, split
 
 
 def main() -> None:
@@ -61,8 +58,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=4.0, help="training budget per model")
     parser.add_argument("--out", type=Path, default=Path("flair2_out"))
     parser.add_argument("--models", default="patch_cnn,fcn")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    image, labels, split = training_area()
+    image, labels, split = training_area(args.seed)
     codes = sorted(int(c) for c in np.unique(labels) if c)
     test_image, test_labels = read_patch(TEST_ID)
     rows = []
@@ -78,7 +76,9 @@ def main() -> None:
             epochs=1000,
             patience=1000,
             crop=128,
-            seed=0,
+            iters_per_epoch=10,
+            class_balanced=True,
+            seed=args.seed,
         )
         model = load_model(result.checkpoint_path)
         proba = predict_array(model, test_image, tile=256)

@@ -44,6 +44,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         size_m=args.size_m,
         minutes_per_model=args.minutes,
         models=tuple(args.models.split(",")),
+        strategies=tuple(args.strategies.split(",")),
     )
     return 0
 
@@ -134,7 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size-m", type=float, default=1536.0, help="side of the simulated square (m)")
     p.add_argument("--minutes", type=float, default=1.5, help="training budget per model")
-    p.add_argument("--models", default="patch_cnn,fcn")
+    p.add_argument("--models", default="patch_cnn,fcn", help="SPOT models of the 'spot' strategy")
+    p.add_argument(
+        "--strategies",
+        default="spot,s2-rf,s2-tempcnn,early,late-mean,late-weighted_mean,late-product,late-vote,"
+        "late-dempster_shafer",
+        help="comma-separated: spot, s2-rf, s2-tempcnn, early, late-<rule>",
+    )
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("simulate", help="write the simulated landscape only")

@@ -7,7 +7,7 @@ single file drives both iota2 and ``fuse-classify``:
   ``ground_truth``, ``data_field``, ``nomenclature_path``, ``color_table``,
   ``spatial_resolution``, ``proj``), in today's snake_case or the older camelCase names;
 - the ``spot_s2_fusion`` section holds this plugin's settings (SPOT image per tile, models,
-  strategy, training recipe, tiling).
+  strategies, training recipe, tiling).
 
 Unknown fields of our own section are errors (a typo must not silently fall back to a default);
 unknown ``chain`` fields are ignored, since iota2 defines many that we do not use. A field given
@@ -43,7 +43,10 @@ CAMEL_TO_SNAKE = {
     "userFeatPath": "user_feat_path",
 }
 
-STRATEGIES = ("spot",)
+#: Single-sensor and fused strategies; ``late-<rule>`` takes a rule of :mod:`iota2_spot_s2.fusion`.
+SINGLE_STRATEGIES = ("spot", "s2-rf", "s2-tempcnn", "early")
+LATE_RULES = ("mean", "weighted_mean", "product", "vote", "dempster_shafer", "dempster_shafer_otb")
+STRATEGIES = SINGLE_STRATEGIES + tuple(f"late-{rule}" for rule in LATE_RULES)
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,10 @@ class PluginSettings:
 
     spot_images: dict[str, Path] = field(default_factory=dict)
     models: tuple[str, ...] = ("fcn",)
-    strategy: str = "spot"
+    strategies: tuple[str, ...] = ("spot",)
+    s2_classifier: str = "rf"
+    fusion_model: str = "fcn"
+    mob: str = "precision"
     seed: int = 0
     split_block_m: float = 96.0
     mapping_table: Path | None = None
@@ -192,20 +198,43 @@ def _plugin_settings(
             f"{PLUGIN_SECTION}.spot_images names tiles not in chain.list_tile: "
             f"{', '.join(unknown_tiles)}",
         )
-    if "models" in values and isinstance(values["models"], str):
-        values["models"] = values["models"].split()
+    for listed in ("models", "strategies"):
+        if listed in values and isinstance(values[listed], str):
+            values[listed] = values[listed].split()
     if values.get("mapping_table"):
         values["mapping_table"] = _resolve(base, values["mapping_table"])
     plugin = _dataclass_from(source, PLUGIN_SECTION, PluginSettings, values)
     plugin = dataclasses.replace(
-        plugin, spot_images=spot_images, training=training, models=tuple(plugin.models)
+        plugin,
+        spot_images=spot_images,
+        training=training,
+        models=tuple(plugin.models),
+        strategies=tuple(plugin.strategies),
     )
-    if plugin.strategy not in STRATEGIES:
+    _check_strategies(source, plugin, chain)
+    return plugin
+
+
+def _check_strategies(source: Path, plugin: PluginSettings, chain: ChainSettings) -> None:
+    unknown = [s for s in plugin.strategies if s not in STRATEGIES]
+    if unknown:
         raise InputError(
             source,
-            f"{PLUGIN_SECTION}.strategy {plugin.strategy!r} is not one of {', '.join(STRATEGIES)}",
+            f"{PLUGIN_SECTION}.strategies: unknown {', '.join(unknown)} "
+            f"(known: spot, s2-rf, s2-tempcnn, early, late-<{'|'.join(LATE_RULES)}>)",
         )
-    return plugin
+    if plugin.s2_classifier not in ("rf", "tempcnn"):
+        raise InputError(source, f"{PLUGIN_SECTION}.s2_classifier must be 'rf' or 'tempcnn'")
+    if plugin.fusion_model not in plugin.models and any(
+        s.startswith("late-") for s in plugin.strategies
+    ):
+        raise InputError(
+            source, f"{PLUGIN_SECTION}.fusion_model {plugin.fusion_model!r} is not in models"
+        )
+    if chain.s2_path is None and any(s != "spot" for s in plugin.strategies):
+        raise InputError(
+            source, "chain.s2_path is required by the Sentinel-2 and fusion strategies"
+        )
 
 
 def _dataclass_from(source: Path, where: str, cls: Any, values: Any) -> Any:

@@ -8,11 +8,13 @@ from torch import nn
 
 from iota2_spot_s2.models.base import SegmentationModel, count_parameters
 from iota2_spot_s2.models.fcn import FCN
+from iota2_spot_s2.models.fusion_net import EarlyFusionNet
 from iota2_spot_s2.models.patch_cnn import PatchCNN
 
 MODELS: dict[str, type[SegmentationModel]] = {
     PatchCNN.name: PatchCNN,
     FCN.name: FCN,
+    EarlyFusionNet.name: EarlyFusionNet,
 }
 """Registered model classes by name."""
 

@@ -1,12 +1,19 @@
-"""Run the SPOT segmentation chain described by an iota2 cfg, tile by tile, model by model.
+"""Run the chain described by an iota2 cfg, tile by tile, strategy by strategy.
 
 Output tree under ``chain.output_path``::
 
     spot_s2/<TILE>/reference/{labels,split}.tif     labels on the SPOT grid, 1/2/3 = train/val/test
-    spot_s2/<TILE>/models/<model>.pt                resumable checkpoint (best weights inside)
-    spot_s2/<TILE>/maps/<model>_{classes,confidence,proba}.tif + .qml   COGs
-    spot_s2/<TILE>/evaluation/<model>/              JSON, OTB-layout CSV, PNG confusion heatmap
-    spot_s2/comparison.{json,md,png}                one row per tile and model
+    spot_s2/<TILE>/reference/s2_{labels,split}.tif  the same on the S2 grid (blocks drawn there)
+    spot_s2/<TILE>/models/                          checkpoints (.pt) and S2 classifiers (.joblib)
+    spot_s2/<TILE>/maps/<model>_{classes,confidence,proba}.tif + .qml   SPOT-grid COGs
+    spot_s2/<TILE>/maps_s2/                         S2 classifier maps on the 10 m grid
+    spot_s2/<TILE>/maps_fused/                      late fusion (+ choice map), S2 on SPOT grid
+    spot_s2/<TILE>/evaluation/<strategy>/           JSON, OTB-layout CSV, PNG confusion heatmap
+    spot_s2/<TILE>/maps_overview.png                image, reference and every map side by side
+    spot_s2/comparison.{json,md,png}                one row per tile and strategy
+
+Every strategy is scored on the same test blocks of the SPOT grid (see
+:func:`~iota2_spot_s2.pipeline.stages.prepare_reference`).
 
 Every step is skipped or resumed when its output is already complete, so a killed run restarts
 where it stopped.
@@ -17,7 +24,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import rasterio
@@ -26,8 +32,16 @@ from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.io import atomic_output
 from iota2_spot_s2.nomenclature import Nomenclature
 from iota2_spot_s2.pipeline.report import comparison_markdown, plot_comparison, plot_maps
-from iota2_spot_s2.pipeline.stages import load_nomenclature, prepare_reference
-from iota2_spot_s2.settings import RunConfig, TrainingSettings
+from iota2_spot_s2.pipeline.stages import image_grid, load_nomenclature, prepare_reference
+from iota2_spot_s2.pipeline.strategies import (
+    StrategyOutput,
+    TileContext,
+    run_early,
+    run_late,
+    run_s2,
+    run_spot,
+)
+from iota2_spot_s2.settings import RunConfig
 
 
 @dataclass
@@ -73,120 +87,91 @@ def run_chain(run: RunConfig) -> list[ModelRun]:
 
 
 def run_tile(run: RunConfig, tile: str, nomenclature: Nomenclature | None) -> list[ModelRun]:
-    """Labels, split, then train/map/evaluate each configured model on one tile."""
-    from iota2_spot_s2.sensors import open_spot
+    """Labels, split, then every configured strategy on one tile, scored on the same test split."""
+    from iota2_spot_s2.sensors import open_s2_timeseries, open_spot
 
     chain, plugin = run.chain, run.plugin
     assert chain.ground_truth is not None
     image = open_spot(plugin.spot_images[tile])
+    s2 = None
+    if chain.s2_path is not None and any(s != "spot" for s in plugin.strategies):
+        s2 = open_s2_timeseries(chain.s2_path / tile)
     tile_dir = chain.output_path / "spot_s2" / tile
     prepared = prepare_reference(
-        image,
-        chain.ground_truth,
-        chain.data_field,
-        tile_dir / "reference",
-        block_m=plugin.split_block_m,
-        seed=plugin.seed,
-        mapping=plugin.mapping_table,
-        nomenclature=nomenclature,
-    )
+        image, chain.ground_truth, chain.data_field, tile_dir / "reference",
+        block_m=plugin.split_block_m, seed=plugin.seed, mapping=plugin.mapping_table,
+        nomenclature=nomenclature, s2_grid=image_grid(s2) if s2 is not None else None,
+    )  # fmt: skip
     codes = (
         list(nomenclature.codes)
         if nomenclature
         else sorted(int(c) for c in np.unique(prepared.labels) if c)
     )
-    runs = []
-    for model_name in plugin.models:
-        runs.append(_run_model(run, tile, model_name, image, prepared, codes, nomenclature))
+    ctx = TileContext(tile, tile_dir, image, s2, prepared, codes, nomenclature, plugin)
+    outputs = _run_strategies(ctx)
     label = "simulated" if plugin.simulated else "real"
+    runs = [_score(ctx, out, label) for out in outputs]
     plot_maps(
-        plugin.spot_images[tile],
-        prepared.labels_path,
-        {r.model: Path(r.paths["class_map"]) for r in runs},
-        tile_dir / "maps_overview.png",
-        title=f"{tile} — {label} data",
-        nomenclature=nomenclature,
-    )
+        plugin.spot_images[tile], prepared.labels_path,
+        {out.name: out.class_map for out in outputs}, tile_dir / "maps_overview.png",
+        title=f"{tile} — {label} data", nomenclature=nomenclature,
+    )  # fmt: skip
     return runs
 
 
-def _run_model(
-    run: RunConfig,
-    tile: str,
-    model_name: str,
-    image: Any,
-    prepared: Any,
-    codes: list[int],
-    nomenclature: Nomenclature | None,
-) -> ModelRun:
-    from iota2_spot_s2.inference import predict_map
-    from iota2_spot_s2.training import load_model, train
+def _run_strategies(ctx: TileContext) -> list[StrategyOutput]:
+    """Run the strategies in the configured order; fused ones reuse their sources' outputs."""
+    plugin = ctx.plugin
+    done: dict[str, StrategyOutput] = {}
 
-    plugin = run.plugin
-    tile_dir = run.chain.output_path / "spot_s2" / tile
-    recipe: TrainingSettings = plugin.training
-    result = train(
-        image,
-        prepared.labels,
-        prepared.split,
-        model_name=model_name,
-        class_codes=codes,
-        checkpoint_path=tile_dir / "models" / f"{model_name}.pt",
-        seed=plugin.seed,
-        **asdict(recipe),
-    )
-    outputs = predict_map(
-        load_model(result.checkpoint_path),
-        image,
-        tile_dir / "maps",
-        tile=plugin.tile_size,
-        write_proba=plugin.write_probabilities,
-        nomenclature=nomenclature,
-        prefix=model_name,
-    )
-    label = "simulated" if plugin.simulated else "real"
-    title = f"{model_name} on {tile} — {label} data, test split"
-    scores, n_test = _evaluate_test(
-        outputs.class_map,
-        prepared,
-        codes,
-        tile_dir / "evaluation" / model_name,
-        title,
-        nomenclature,
-    )
-    return ModelRun(
-        tile=tile,
-        model=model_name,
-        overall_accuracy=scores.overall_accuracy,
-        kappa=scores.kappa,
-        mean_f1=scores.mean_f1,
-        per_class_f1={c: float(f) for c, f in zip(codes, scores.f1, strict=True)},
-        train_seconds=result.train_seconds,
-        best_epoch=result.best_epoch,
-        map_pixels_per_second=outputs.pixels_per_second,
-        test_pixels=n_test,
-        paths={"checkpoint": str(result.checkpoint_path), "class_map": str(outputs.class_map)},
-    )
+    def need(name: str) -> StrategyOutput:
+        if name not in done:
+            if name.startswith("spot:"):
+                done[name] = run_spot(ctx, name.split(":", 1)[1])
+            elif name.startswith("s2-"):
+                done[name] = run_s2(ctx, name[3:])
+            elif name == "early":
+                done[name] = run_early(ctx)
+            else:
+                sources = [need(f"spot:{plugin.fusion_model}"), need(f"s2-{plugin.s2_classifier}")]
+                confusions = [_confusion(ctx, s.class_map, subset=2) for s in sources]
+                done[name] = run_late(ctx, name[5:], sources, confusions)
+        return done[name]
+
+    names: list[str] = []
+    for strategy in plugin.strategies:
+        names += [f"spot:{m}" for m in plugin.models] if strategy == "spot" else [strategy]
+    return [need(name) for name in dict.fromkeys(names)]
 
 
-def _evaluate_test(
-    class_map: Path,
-    prepared: Any,
-    codes: list[int],
-    out_dir: Path,
-    title: str,
-    nomenclature: Nomenclature | None,
-) -> tuple[Any, int]:
-    from iota2_spot_s2.evaluation import confusion_matrix, scores, write_report
+def _confusion(ctx: TileContext, class_map: Path, *, subset: int) -> np.ndarray:
+    from iota2_spot_s2.evaluation import confusion_matrix
 
     with rasterio.open(class_map) as src:
         produced = src.read(1)
-    reference = np.where(prepared.split == 3, prepared.labels, 0)
-    cm = confusion_matrix(reference, produced, codes)
-    result = scores(cm, codes)
-    names = [nomenclature.name_of(c) for c in codes] if nomenclature else None
-    write_report(result, cm, codes, out_dir, names=names, title=title)
-    return result, int((reference > 0).sum())
+    reference = np.where(ctx.prepared.split == subset, ctx.prepared.labels, 0)
+    return confusion_matrix(reference, produced, ctx.codes)
+
+
+def _score(ctx: TileContext, out: StrategyOutput, label: str) -> ModelRun:
+    from iota2_spot_s2.evaluation import scores, write_report
+
+    cm = _confusion(ctx, out.class_map, subset=3)
+    result = scores(cm, ctx.codes)
+    nomenclature = ctx.nomenclature
+    names = [nomenclature.name_of(c) for c in ctx.codes] if nomenclature else None
+    write_report(
+        result, cm, ctx.codes, ctx.tile_dir / "evaluation" / out.name.replace(":", "_"),
+        names=names, title=f"{out.name} on {ctx.tile} — {label} data, test split",
+    )  # fmt: skip
+    return ModelRun(
+        tile=ctx.tile, model=out.name, overall_accuracy=result.overall_accuracy,
+        kappa=result.kappa, mean_f1=result.mean_f1,
+        per_class_f1={c: float(f) for c, f in zip(ctx.codes, result.f1, strict=True)},
+        train_seconds=out.train_seconds, best_epoch=out.best_epoch,
+        map_pixels_per_second=out.map_pixels_per_second, test_pixels=int(cm.sum()),
+        paths={"class_map": str(out.class_map), "proba": str(out.proba)},
+    )  # fmt: skip
 
 
 def _write_comparison(

@@ -12,35 +12,47 @@ import json
 from pathlib import Path
 
 from iota2_spot_s2.pipeline.chain import ModelRun, run_chain
-from iota2_spot_s2.settings import PLUGIN_SECTION, format_cfg, load_config
+from iota2_spot_s2.settings import PLUGIN_SECTION, STRATEGIES, format_cfg, load_config
+from iota2_spot_s2.simulation import SceneInfo
 
 DEMO_CFG = "demo.cfg"
+#: Every strategy, each fused strategy built from the FCN and the random forest.
+DEFAULT_STRATEGIES = (
+    "spot", "s2-rf", "s2-tempcnn", "early",
+    "late-mean", "late-weighted_mean", "late-product", "late-vote", "late-dempster_shafer",
+)  # fmt: skip
 
 
 def write_demo_config(
-    scene: object, out_dir: Path, *, seed: int, minutes_per_model: float, models: tuple[str, ...]
+    scene: SceneInfo,
+    out_dir: Path,
+    *,
+    seed: int,
+    minutes_per_model: float,
+    models: tuple[str, ...],
+    strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
 ) -> Path:
     """Write the iota2 cfg (``chain`` + ``spot_s2_fusion``) describing the simulated scene."""
-    info = scene  # SceneInfo from iota2_spot_s2.simulation
-    tile = info.tile  # type: ignore[attr-defined]
     sections = {
         "chain": {
             "output_path": str(out_dir / "outputs"),
-            "list_tile": tile,
-            "s2_path": str(info.sensor_data),  # type: ignore[attr-defined]
-            "ground_truth": str(info.reference),  # type: ignore[attr-defined]
+            "list_tile": scene.tile,
+            "s2_path": str(scene.sensor_data),
+            "ground_truth": str(scene.reference),
             "data_field": "code",
-            "nomenclature_path": str(info.nomenclature),  # type: ignore[attr-defined]
-            "color_table": str(info.color_file),  # type: ignore[attr-defined]
+            "nomenclature_path": str(scene.nomenclature),
+            "color_table": str(scene.color_file),
             "spatial_resolution": 10,
             "proj": "EPSG:2154",
         },
         PLUGIN_SECTION: {
-            "spot_images": {tile: str(info.spot_image)},  # type: ignore[attr-defined]
+            "spot_images": {scene.tile: str(scene.spot_image)},
             "models": list(models),
-            "strategy": "spot",
+            "strategies": list(strategies),
+            "s2_classifier": "rf",
+            "fusion_model": "fcn" if "fcn" in models else models[0],
             "seed": seed,
-            "split_block_m": 96.0,
+            "split_block_m": 120.0,
             "simulated": True,
             "tile_size": 512,
             "training": {
@@ -65,23 +77,27 @@ def run_demo(
     size_m: float = 1536.0,
     minutes_per_model: float = 1.5,
     models: tuple[str, ...] = ("patch_cnn", "fcn"),
+    strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
 ) -> list[ModelRun]:
     """Generate (or reuse) the simulated scene and run the chain on it; return the table rows."""
     from iota2_spot_s2.simulation import generate_scene, load_scene
 
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown strategies {unknown}; known: {', '.join(STRATEGIES)}")
     out_dir = Path(out_dir).resolve()
     scene_dir = out_dir / "scene"
     scene = None
     if (scene_dir / "scene.json").is_file():
-        scene = load_scene(scene_dir)
         recorded = json.loads((scene_dir / "scene.json").read_text())
-        if recorded.get("seed") != seed or float(recorded.get("size_m", -1)) != float(size_m):
-            scene = None
+        if recorded.get("seed") == seed and float(recorded.get("size_m", -1)) == float(size_m):
+            scene = load_scene(scene_dir)
     if scene is None:
         print(f"writing the simulated landscape (seed {seed}, {size_m:.0f} m) to {scene_dir}")
         scene = generate_scene(scene_dir, size_m=size_m, seed=seed)
     cfg = write_demo_config(
-        scene, out_dir, seed=seed, minutes_per_model=minutes_per_model, models=models
-    )
+        scene, out_dir, seed=seed, minutes_per_model=minutes_per_model, models=models,
+        strategies=strategies,
+    )  # fmt: skip
     print(f"iota2 cfg written to {cfg}; running the chain (SIMULATED data)")
     return run_chain(load_config(cfg))

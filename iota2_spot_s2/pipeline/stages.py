@@ -33,6 +33,9 @@ class PreparedReference:
     labels_path: Path
     split_path: Path
     report: dict[str, Any]
+    s2_grid: Grid | None = None
+    s2_labels: np.ndarray | None = None
+    s2_split: np.ndarray | None = None
 
 
 def image_grid(image: xr.DataArray) -> Grid:
@@ -78,24 +81,57 @@ def prepare_reference(
     seed: int,
     mapping: Path | None = None,
     nomenclature: Nomenclature | None = None,
+    s2_grid: Grid | None = None,
 ) -> PreparedReference:
-    """Rasterize the reference on the image grid, split it 64/16/20 by blocks, write both."""
+    """Rasterize the reference on the image grid, split it 64/16/20 by blocks, write both.
+
+    With ``s2_grid`` the blocks are drawn on the Sentinel-2 grid (labels rasterized there too)
+    and carried onto the image grid by nearest neighbour: every SPOT pixel takes the subset of
+    the 10 m pixel holding its centre, so no 10 m pixel straddles two subsets and the SPOT,
+    Sentinel-2 and fused strategies are all scored on the same test blocks.
+    """
     from iota2_spot_s2.reference import split_blocks, split_summary
 
     grid = image_grid(image)
     labels, report = read_labels(reference, grid, field, mapping=mapping, nomenclature=nomenclature)
     invalid = np.asarray(image.isnull().any("band"))
     labels = np.where(invalid, 0, labels).astype(np.uint16)
-    block = max(8, int(round(block_m / grid.res[0])))
-    split = split_blocks(labels, block_size=block, seed=seed)
+    split_grid = s2_grid or grid
+    block = max(4, int(round(block_m / split_grid.res[0])))
+    s2_labels = s2_split = None
+    if s2_grid is None:
+        split = split_blocks(labels, block_size=block, seed=seed)
+    else:
+        s2_labels, _ = read_labels(
+            reference, s2_grid, field, mapping=mapping, nomenclature=nomenclature
+        )
+        s2_split = split_blocks(s2_labels, block_size=block, seed=seed)
+        split = np.where(labels > 0, warp_nearest(s2_split, s2_grid, grid), 0).astype(np.uint8)
+        write_band(out_dir / "s2_labels.tif", s2_labels, s2_grid, nomenclature=nomenclature)
+        write_band(out_dir / "s2_split.tif", s2_split.astype(np.uint8), s2_grid)
     report = {
         "rasterize": report,
         "split": _as_dict(split_summary(labels, split)),
         "block_size_px": block,
+        "split_grid": "sentinel2" if s2_grid is not None else "image",
     }
     labels_path = write_band(out_dir / "labels.tif", labels, grid, nomenclature=nomenclature)
     split_path = write_band(out_dir / "split.tif", split.astype(np.uint8), grid)
-    return PreparedReference(grid, labels, split, labels_path, split_path, report)
+    return PreparedReference(
+        grid, labels, split, labels_path, split_path, report, s2_grid, s2_labels, s2_split
+    )
+
+
+def warp_nearest(array: np.ndarray, src: Grid, dst: Grid) -> np.ndarray:
+    """Carry a categorical band from one grid onto another (GDAL nearest neighbour)."""
+    from rasterio.warp import Resampling, reproject
+
+    out = np.zeros(dst.shape, dtype=array.dtype)
+    reproject(
+        array, out, src_transform=src.transform, src_crs=src.crs, dst_transform=dst.transform,
+        dst_crs=dst.crs, resampling=Resampling.nearest, src_nodata=None, dst_nodata=0,
+    )  # fmt: skip
+    return out
 
 
 def write_band(

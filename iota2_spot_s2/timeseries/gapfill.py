@@ -166,10 +166,14 @@ def gapfill(
         valid = np.broadcast_to(valid, values.shape)
     valid = valid & ~np.isnan(values) if values.dtype.kind == "f" else valid
     trailing = values.shape[1:]
-    merged, ok, unique = _merge_same_days(values.reshape(days.size, -1), valid.reshape(
-        days.size, -1), days)
-    targets = regular_dates(unique[0], unique[-1], step_days) if out_dates is None else (
-        as_days(out_dates))
+    merged, ok, unique = _merge_same_days(
+        values.reshape(days.size, -1), valid.reshape(days.size, -1), days
+    )
+    targets = (
+        regular_dates(unique[0], unique[-1], step_days)
+        if out_dates is None
+        else (as_days(out_dates))
+    )
     t_in = unique.astype(np.int64).astype(np.float64)
     t_out = targets.astype(np.int64).astype(np.float64)
     out = np.empty((targets.size, merged.shape[1]), dtype=np.float32)

@@ -1,0 +1,181 @@
+"""Raster-level fusion: read sources window by window on one grid, fuse, write COGs.
+
+Example::
+
+    fuse_rasters(
+        ["spot/PROBAMAP_T31TCJ_model_1_seed_0.tif", "s2/PROBAMAP_T31TCJ_model_1_seed_0.tif"],
+        "classif", codes=[11, 12, 31, 34], rule="dempster_shafer",
+        confusions=["spot_val.csv", "s2_val.csv"], names=iota2_names("T31TCJ", 1, 0),
+        nomenclature=nom,
+    )
+
+Sources are aligned onto the first source's grid (or ``grid``) by GDAL warping; see
+:mod:`iota2_spot_s2.fusion._sources` for the resampling (average when coarsening, bilinear when
+refining probabilities; mode / nearest for class maps) and :mod:`iota2_spot_s2.fusion._writer`
+for the files written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+from tqdm import tqdm
+
+from iota2_spot_s2.fusion._inputs import CodeMismatchError, ConfusionInput, prepare_stacks
+from iota2_spot_s2.fusion._sources import SourceReader, inspect_source, windows
+from iota2_spot_s2.fusion._writer import KINDS, FusionWriter, output_specs
+from iota2_spot_s2.fusion.core import LABEL_RULES, FusionPlan, FusionResult, make_plan
+from iota2_spot_s2.grid import Grid
+from iota2_spot_s2.nomenclature import Nomenclature
+
+
+@dataclass(frozen=True)
+class FusedRasters:
+    """What :func:`fuse_rasters` wrote.
+
+    Attributes:
+        paths: ``{"classes", "confidence", "proba", "choice"}`` -> file (``proba`` optional).
+        grid: The grid of every output.
+        rule: The fusion rule used.
+
+    """
+
+    paths: dict[str, Path]
+    grid: Grid
+    rule: str
+
+
+def iota2_names(tile: str, model: str | int, seed: int) -> dict[str, str]:
+    """iota2's file names of a Dempster–Shafer fusion (``classif/`` folder).
+
+    Returns:
+        ``{"classes": "Classif_<TILE>_model_<M>_seed_<S>_DS.tif",
+        "confidence": "<TILE>_model_<M>_confidence_seed_<S>_DS.tif",
+        "proba": "PROBAMAP_<TILE>_model_<M>_seed_<S>_DS.tif",
+        "choice": "DSchoice_<TILE>_model_<M>_seed_<S>.tif"}``
+
+    """
+    return {
+        "classes": f"Classif_{tile}_model_{model}_seed_{seed}_DS.tif",
+        "confidence": f"{tile}_model_{model}_confidence_seed_{seed}_DS.tif",
+        "proba": f"PROBAMAP_{tile}_model_{model}_seed_{seed}_DS.tif",
+        "choice": f"DSchoice_{tile}_model_{model}_seed_{seed}.tif",
+    }
+
+
+def default_names(prefix: str) -> dict[str, str]:
+    """``<prefix>_classes.tif``, ``<prefix>_confidence.tif``, ``<prefix>_proba.tif``, ..."""
+    return {kind: f"{prefix}_{kind}.tif" for kind in KINDS}
+
+
+def _check_nomenclature(nomenclature: Nomenclature | None, codes: Sequence[int]) -> None:
+    if nomenclature is None:
+        return
+    missing = sorted(set(codes) - set(nomenclature.codes))
+    if missing:
+        raise CodeMismatchError(f"class codes {missing} are not in the nomenclature")
+
+
+def fuse_rasters(
+    prob_paths: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    codes: Sequence[int],
+    rule: str = "mean",
+    grid: Grid | None = None,
+    confusions: Sequence[ConfusionInput] | None = None,
+    weights: np.ndarray | None = None,
+    mob: str = "precision",
+    ties: str = "probability",
+    epsilon: float = 1e-6,
+    prefix: str = "fused",
+    names: Mapping[str, str] | None = None,
+    nomenclature: Nomenclature | None = None,
+    nodata_label: int = 0,
+    undecided_label: int = 0,
+    resampling: str | Resampling | None = None,
+    write_proba: bool = True,
+    block: int = 512,
+) -> FusedRasters:
+    """Fuse probability rasters (or class maps) into class, confidence, probability, choice COGs.
+
+    Args:
+        prob_paths: Sources in priority order: ``PROBAMAP``-like rasters (K bands, 0–1000 or
+            float [0, 1]) or one-band class maps (told apart by band count).
+        out_dir: Output folder (created).
+        codes: Class codes, increasing; probability bands must follow them (checked against
+            the band ``code`` tags when present).
+        rule: See :func:`iota2_spot_s2.fusion.fuse_probabilities`. With ``vote`` and
+            ``dempster_shafer_otb`` and only class maps, the raw labels are fused like OTB.
+        grid: Target grid (default: the first source's).
+        confusions: Per-source validation confusion matrices (arrays on ``codes`` or OTB CSVs).
+        weights: Explicit ``(S, K)`` weights for ``weighted_mean``.
+        mob: Mass of belief measure for the Dempster–Shafer rules.
+        ties: Tie rule of ``vote``.
+        epsilon: Probability floor of ``product``.
+        prefix: Output names ``<prefix>_<kind>.tif`` (kinds: classes, confidence, proba, choice).
+        names: Per-kind file names overriding the prefix names, e.g. :func:`iota2_names`.
+        nomenclature: For the colour table and band names.
+        nodata_label: Class map value where no source has data (and class-map input nodata).
+        undecided_label: Class value where a label rule cannot decide.
+        resampling: Force the GDAL resampling used to warp probability sources.
+        write_proba: Write the fused probabilities.
+        block: Window size in pixels.
+
+    Raises:
+        InputError: If a source is unreadable or its bands do not match ``codes``.
+        CodeMismatchError / ValueError: On inconsistent codes, matrices or options.
+
+    """
+    paths = [Path(p) for p in prob_paths]
+    if not paths:
+        raise ValueError("no source raster to fuse")
+    plan = make_plan(
+        codes, rule, len(paths), confusions=confusions, weights=weights, mob=mob, ties=ties,
+        epsilon=epsilon, nodata_label=nodata_label, undecided_label=undecided_label,
+    )  # fmt: skip
+    _check_nomenclature(nomenclature, plan.codes)
+    sources = [inspect_source(p, plan.codes) for p in paths]
+    target = grid or sources[0].grid
+    chosen = {**default_names(prefix), **(names or {})}
+    out_paths = {
+        kind: Path(out_dir) / chosen[kind] for kind in KINDS if kind != "proba" or write_proba
+    }
+    specs = output_specs(out_paths, plan.codes, plan.nodata_label, plan.undecided_label)
+    tags = {"FUSION_RULE": rule, "FUSION_SOURCES": ";".join(str(p) for p in paths)}
+    writer = FusionWriter(specs, target, plan.codes, nomenclature, tags, plan.undecided_label)
+    labels_only = rule in LABEL_RULES and all(s.kind == "labels" for s in sources)
+    with contextlib.ExitStack() as stack, writer.session():
+        readers = [SourceReader(s, target, stack, resampling, plan.nodata_label) for s in sources]
+        for window in tqdm(windows(target, block), desc=f"fusion ({rule})", disable=None):
+            writer.write(window, fuse_window(plan, readers, window, labels_only))
+    return FusedRasters(out_paths, target, rule)
+
+
+def fuse_window(
+    plan: FusionPlan, readers: Sequence[SourceReader], window: Window, labels_only: bool
+) -> FusionResult:
+    """Read one window of every source and fuse it."""
+    if labels_only:
+        return plan.fuse_labels(np.stack([r.read_labels(window) for r in readers]))
+    arrays = []
+    for reader in readers:
+        if reader.source.kind == "labels":
+            arrays.append(_one_hot_nan(reader.read_labels(window), plan.codes))
+        else:
+            arrays.append(reader.read_probabilities(window))
+    return plan.fuse_stacks(*prepare_stacks(arrays, len(plan.codes)))
+
+
+def _one_hot_nan(labels: np.ndarray, codes: Sequence[int]) -> np.ndarray:
+    codes_arr = np.asarray(codes).reshape(-1, 1, 1)
+    out = (labels[None] == codes_arr).astype(np.float64)
+    out[:, ~out.any(axis=0)] = np.nan
+    return out

@@ -1,0 +1,324 @@
+"""Tiled inference of the early-fusion net: SPOT tiles with their Sentinel-2 windows at 10 m.
+
+The SPOT side is the engine of :mod:`~iota2_spot_s2.inference.engine` (same tiling, zero padding
+in normalised space, background reads, bf16 / channels-last options, same writers and outputs as
+:func:`~iota2_spot_s2.inference.predict_map`). :class:`PairedEngine` adds, for each tile, the S2
+window under its read window: the model's ``downsample`` is the common SPOT/S2 period
+(``lcm(8, p)`` = 40 SPOT px = 6 S2 px for 1.5 m / 10 m) and the default margin is a multiple of it
+covering the receptive-field radius, so every read window starts and ends on both grids and the S2
+window is an exact integer window of the 10 m series (read window by window; the series is never
+resampled to 1.5 m). Outside the S2 series (or the scene) S2 values are 0 after normalisation,
+exactly like the SPOT padding.
+
+Tile-size independence: a tile computes the same function of the same padded inputs as the whole
+scene on its core (pooling grid and S2 grid phases are preserved by the alignment, and every
+core pixel's receptive field, S2 path included, lies in the read window). The only difference is
+float rounding inside ``F.interpolate`` (PyTorch computes the sample coordinates in floating point
+from each tile's own sizes), so probabilities agree to ~1e-6, not bit for bit
+(``tests/test_early_fusion_inference.py`` asserts 1e-4 like the SPOT-only engine).
+
+S2 availability is decided per tile: a tile whose S2 window holds no finite value (S2 missing for
+that part of the scene, or ``s2_series=None``) is predicted with the model's missing-S2 embedding.
+Near the edge of a partial S2 coverage this per-tile decision makes results tile-dependent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from iota2_spot_s2.errors import InputError
+from iota2_spot_s2.grid import Grid
+from iota2_spot_s2.inference.engine import Engine, TileResult
+from iota2_spot_s2.inference.predict import (
+    MapOutputs,
+    _check_bands,
+    _check_codes,
+    _fingerprint,
+    _human_tags,
+    _outputs,
+    _write_qml,
+)
+from iota2_spot_s2.inference.sources import (
+    ArraySource,
+    MaskLike,
+    WindowSource,
+    open_source,
+    source_grid,
+    source_identity,
+)
+from iota2_spot_s2.inference.tiling import PixelWindow, Tile
+from iota2_spot_s2.inference.writers import (
+    FINGERPRINT_TAG,
+    MapWriter,
+    is_complete,
+    output_files,
+    read_timing,
+)
+from iota2_spot_s2.nomenclature import Nomenclature
+from iota2_spot_s2.training.paired import LoadedEarlyFusion
+from iota2_spot_s2.training.paired_data import PairGeometry, grid_attrs, prepare_s2_series
+from iota2_spot_s2.training.sampling import ImageSource
+
+#: Stacked S2 series up to this size are loaded once; bigger ones are read window by window
+#: (open them with small ``chunks``, e.g. 128, so that a window touches little data).
+S2_IN_MEMORY_BYTES = 512 << 20
+
+
+class PairedEngine(Engine):
+    """The inference engine with an S2 window per tile.
+
+    Args:
+        loaded: A :class:`~iota2_spot_s2.training.paired.LoadedEarlyFusion`.
+        s2: Stacked ``(T * C, y, x)`` series (from
+            :func:`~iota2_spot_s2.training.paired_data.prepare_s2_series`) or None (missing).
+        geometry: SPOT/S2 pairing.
+        margin, batch_size, autocast_bf16, channels_last: As for :class:`Engine`.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedEarlyFusion,
+        s2: xr.DataArray | np.ndarray | None,
+        geometry: PairGeometry,
+        *,
+        margin: int | None = None,
+        batch_size: int = 1,
+        autocast_bf16: bool = False,
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__(
+            loaded,
+            margin=margin,
+            batch_size=batch_size,
+            autocast_bf16=autocast_bf16,
+            channels_last=channels_last,
+        )
+        if geometry.ratio != loaded.ratio:
+            raise InputError("s2_series", f"S2/SPOT ratio {geometry.ratio}, model {loaded.ratio}")
+        self.geometry = geometry
+        self.s2_mean = np.asarray(loaded.s2_mean, np.float32).reshape(-1, 1, 1)
+        self.s2_std = np.asarray(loaded.s2_std, np.float32).reshape(-1, 1, 1)
+        self.s2 = None if s2 is None else ImageSource(s2, S2_IN_MEMORY_BYTES)
+        if self.s2 is not None and self.s2.shape[0] != self.s2_mean.shape[0]:
+            raise InputError(
+                "s2_series",
+                f"{self.s2.shape[0]} S2 channels (dates x bands), model {self.s2_mean.shape[0]}",
+            )
+        self._s2_windows: dict[int, tuple[np.ndarray, bool]] = {}
+
+    def read_s2(self, window: PixelWindow) -> tuple[np.ndarray, bool]:
+        """Normalised S2 window under a SPOT read window, and whether it holds data."""
+        rows, cols, height, width = self.geometry.s2_window(
+            window.row, window.col, window.height, window.width
+        )
+        if self.s2 is None:
+            return np.zeros((self.s2_mean.shape[0], height, width), np.float32), False
+        raw = self.s2.read(rows, cols, height, width)
+        out = np.nan_to_num((raw - self.s2_mean) / self.s2_std, nan=0.0, posinf=0.0, neginf=0.0)
+        return out.astype(np.float32, copy=False), bool(np.isfinite(raw).any())
+
+    def read_tile(self, source: WindowSource, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
+        """SPOT window as in :class:`Engine`; the tile's S2 window is kept for its batch."""
+        window, invalid = super().read_tile(source, tile)
+        self._s2_windows[tile.index] = self.read_s2(tile.read)
+        return window, invalid
+
+    def run_pair(self, spot: np.ndarray, s2: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Softmax probabilities ``(N, K, H, W)`` of a batch of paired read windows."""
+        x = torch.from_numpy(spot).to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        s = torch.from_numpy(s2).to(self.device)
+        v = torch.from_numpy(valid).to(self.device)
+        with torch.inference_mode(), self._autocast():
+            logits = self.net(x, s, v)
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def predict_batch(
+        self, group: list[Tile], reads: list[tuple[np.ndarray, np.ndarray]], skip_invalid: bool
+    ) -> list[TileResult]:
+        """Run the network on a group of tiles with their S2 windows."""
+        s2 = [self._s2_windows.pop(tile.index) for tile in group]
+        todo = [i for i, (_, inv) in enumerate(reads) if not (skip_invalid and inv.all())]
+        results = {}
+        if todo:
+            proba = self.run_pair(
+                np.stack([reads[i][0] for i in todo]),
+                np.stack([s2[i][0] for i in todo]),
+                np.array([s2[i][1] for i in todo], dtype=bool),
+            )
+            for i, p in zip(todo, proba, strict=True):
+                (r0, c0), (h, w) = group[i].core_offset, group[i].core.shape
+                results[i] = np.ascontiguousarray(p[:, r0 : r0 + h, c0 : c0 + w])
+        out = []
+        for i, (tile, (_, invalid)) in enumerate(zip(group, reads, strict=True)):
+            empty = np.zeros((self.n_classes, *tile.core.shape), np.float32)
+            out.append(TileResult(tile, results.get(i, empty), invalid))
+        return out
+
+
+def _stack(
+    model: LoadedEarlyFusion, s2_series: xr.DataArray | np.ndarray | None
+) -> xr.DataArray | np.ndarray | None:
+    """The S2 series prepared as in training (gap-filling recorded in the checkpoint)."""
+    if s2_series is None:
+        return None
+    layout = model.meta.get("s2_layout", {})
+    gapfill = layout.get("gapfill", "linear") != "none"
+    dates = layout.get("dates") if gapfill else None
+    return prepare_s2_series(s2_series, gapfill=gapfill, out_dates=dates or None)
+
+
+def predict_early_fusion_array(
+    model: LoadedEarlyFusion,
+    spot: np.ndarray,
+    s2_series: np.ndarray | xr.DataArray | None,
+    *,
+    tile: int | None = None,
+    margin: int | None = None,
+    geometry: PairGeometry | None = None,
+    batch_size: int = 1,
+    autocast_bf16: bool = False,
+    channels_last: bool = True,
+    progress: bool = False,
+) -> np.ndarray:
+    """Probabilities ``(K, H, W)`` of an in-memory SPOT array and its raw S2 series.
+
+    Args:
+        model: A loaded early-fusion net.
+        spot: ``(C, H, W)`` raw SPOT values (NaN allowed; not masked in the result).
+        s2_series: ``(time, band, h, w)`` raw series on the paired grid, or None (missing).
+        tile: Tile core size (rounded up to the model period); None = one tile.
+        margin: Overlap per side; default covers the receptive-field radius.
+        geometry: SPOT/S2 pairing; default the model's ratio with no offset.
+        batch_size: Tiles per forward call.
+        autocast_bf16: bfloat16 autocast.
+        channels_last: channels-last memory format.
+        progress: Show a progress bar.
+    """
+    geometry = geometry or PairGeometry(model.ratio)
+    engine = PairedEngine(
+        model,
+        _stack(model, s2_series),
+        geometry,
+        margin=margin,
+        batch_size=batch_size,
+        autocast_bf16=autocast_bf16,
+        channels_last=channels_last,
+    )
+    with engine:
+        source = ArraySource(np.asarray(spot))
+        out = np.empty((engine.n_classes, source.height, source.width), np.float32)
+        tiles = engine.plan(source.height, source.width, tile)
+        for res in engine.iter_results(source, tiles, skip_invalid=False, progress=progress):
+            core = res.tile.core
+            out[:, core.row : core.row_stop, core.col : core.col_stop] = res.proba
+    return out
+
+
+def predict_early_fusion_map(
+    model: LoadedEarlyFusion,
+    spot: str | os.PathLike[str] | xr.DataArray,
+    s2_series: xr.DataArray | None,
+    out_dir: str | os.PathLike[str],
+    *,
+    tile: int = 480,
+    margin: int | None = None,
+    write_proba: bool = False,
+    nomenclature: Nomenclature | None = None,
+    prefix: str = "map",
+    batch_size: int = 1,
+    autocast_bf16: bool = False,
+    channels_last: bool = True,
+    valid_mask: MaskLike | None = None,
+    progress: bool = True,
+) -> MapOutputs:
+    """Map a SPOT scene with its S2 series into the outputs of :func:`predict_map`.
+
+    Args:
+        model: A :class:`~iota2_spot_s2.training.paired.LoadedEarlyFusion`.
+        spot: SPOT GeoTIFF path or ``(band, y, x)`` DataArray with ``crs``/``transform``.
+        s2_series: Raw ``(time, band, y, x)`` series with ``crs``/``transform`` attrs on a grid
+            paired with the SPOT one (:func:`~iota2_spot_s2.sensors.open_s2_timeseries`), or
+            None: the whole scene is predicted with the missing-S2 embedding.
+        out_dir: Output folder (created).
+        tile: Tile core size in SPOT pixels (rounded up to the model period, 40 for 1.5 / 10 m).
+        margin: Overlap per side; default covers the receptive-field radius.
+        write_proba: Also write ``<prefix>_proba.tif``.
+        nomenclature: Colours and class names.
+        prefix: File-name prefix.
+        batch_size: Tiles per forward call.
+        autocast_bf16: bfloat16 autocast.
+        channels_last: channels-last memory format.
+        valid_mask: Optional bool ``(H, W)``, False = nodata in the outputs.
+        progress: Show a tqdm bar over tiles.
+
+    Raises:
+        InputError: Unreadable inputs, grids that do not pair, wrong band or date counts.
+    """
+    out, codes = Path(out_dir), [int(c) for c in np.asarray(model.class_codes).tolist()]
+    _check_codes(codes, nomenclature)
+    with contextlib.closing(open_source(spot, valid_mask)) as source:
+        grid = source_grid(source)
+        stack = _stack(model, s2_series)
+        engine = PairedEngine(
+            model,
+            stack,
+            _geometry(model, grid, s2_series),
+            margin=margin,
+            batch_size=batch_size,
+            autocast_bf16=autocast_bf16,
+            channels_last=channels_last,
+        )
+        _check_bands(source, engine, spot)
+        fingerprint = _paired_fingerprint(model, source, stack, nomenclature, autocast_bf16)
+        specs = output_files(out, prefix, codes, write_proba)
+        pending = [s for s in specs if not is_complete(s, grid, fingerprint)]
+        qml_path = out / f"{prefix}_classes.qml"
+        if not pending:
+            seconds, speed = read_timing(specs[0].path)
+            return _outputs(specs, _write_qml(nomenclature, qml_path), seconds, speed, True)
+        out.mkdir(parents=True, exist_ok=True)
+        tags = {FINGERPRINT_TAG: fingerprint, **_human_tags(model, codes, "dense")}
+        tags["S2_INPUT"] = "none (missing-S2 embedding)" if stack is None else "10 m windows"
+        writer = MapWriter(pending, grid, codes, nomenclature, tags)
+        with engine, writer.session():
+            start = time.perf_counter()
+            tiles = engine.plan(source.height, source.width, tile)
+            for res in engine.iter_results(source, tiles, progress=progress):
+                writer.write(res.tile.core, res.proba, res.invalid)
+            seconds = time.perf_counter() - start
+            speed = source.height * source.width / max(seconds, 1e-9)
+            writer.set_timing(seconds, speed)
+    return _outputs(specs, _write_qml(nomenclature, qml_path), seconds, speed, False)
+
+
+def _geometry(model: LoadedEarlyFusion, grid: Grid, s2_series: xr.DataArray | None) -> PairGeometry:
+    """Pairing from the SPOT grid and the series' attrs (the model's ratio when it has none)."""
+    s2_grid = None if s2_series is None else grid_attrs(s2_series)
+    if s2_grid is None:
+        return PairGeometry(model.ratio)
+    return PairGeometry.from_grids((grid.crs, grid.transform), s2_grid)
+
+
+def _paired_fingerprint(
+    model: LoadedEarlyFusion,
+    source: object,
+    stack: xr.DataArray | np.ndarray | None,
+    nomenclature: Nomenclature | None,
+    bf16: bool,
+) -> str:
+    """The SPOT map fingerprint extended with the S2 input and normalisation."""
+    h = hashlib.sha256(_fingerprint(model, source, nomenclature, "dense", bf16).encode())  # type: ignore[arg-type]
+    h.update(b"none" if stack is None else source_identity(ArraySource(stack)).encode())
+    h.update(np.asarray(model.s2_mean, np.float64).tobytes())
+    h.update(np.asarray(model.s2_std, np.float64).tobytes())
+    return h.hexdigest()

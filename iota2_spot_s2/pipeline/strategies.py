@@ -1,0 +1,158 @@
+"""One runner per strategy: each returns a class map on the SPOT grid (plus its probabilities).
+
+Strategies (``spot_s2_fusion.strategies``):
+
+- ``spot``: each SPOT model of ``models`` (``patch_cnn``, ``fcn``) on the SPOT image alone;
+- ``s2-rf`` / ``s2-tempcnn``: a Sentinel-2 classifier on the gap-filled 10 m series; its
+  probabilities are brought onto the SPOT grid by GDAL warping (bilinear) for scoring;
+- ``early``: the early-fusion network (FCN branch + S2 temporal branch concatenated inside);
+- ``late-<rule>``: decision-level fusion of the ``fusion_model`` SPOT map and the
+  ``s2_classifier`` map (rules of :mod:`iota2_spot_s2.fusion`), masses and weights from each
+  source's validation confusion matrix.
+
+Every runner skips work whose output already exists (checkpoints, saved classifiers, COGs), so
+a killed chain resumes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from iota2_spot_s2.grid import Grid
+from iota2_spot_s2.nomenclature import Nomenclature
+from iota2_spot_s2.pipeline.stages import PreparedReference
+from iota2_spot_s2.settings import PluginSettings
+
+
+@dataclass
+class TileContext:
+    """What every strategy of one tile shares."""
+
+    tile: str
+    tile_dir: Path
+    spot: xr.DataArray
+    s2: xr.DataArray | None
+    prepared: PreparedReference
+    codes: list[int]
+    nomenclature: Nomenclature | None
+    plugin: PluginSettings
+
+
+@dataclass
+class StrategyOutput:
+    """A strategy's map on the SPOT grid and what it cost."""
+
+    name: str
+    class_map: Path
+    proba: Path | None
+    train_seconds: float = 0.0
+    best_epoch: int = 0
+    map_pixels_per_second: float = 0.0
+
+
+def run_spot(ctx: TileContext, model_name: str) -> StrategyOutput:
+    """Train (or resume) one SPOT model and map the tile with it."""
+    from iota2_spot_s2.inference import predict_map
+    from iota2_spot_s2.training import load_model, train
+
+    result = train(
+        ctx.spot, ctx.prepared.labels, ctx.prepared.split, model_name=model_name,
+        class_codes=ctx.codes, checkpoint_path=ctx.tile_dir / "models" / f"{model_name}.pt",
+        seed=ctx.plugin.seed, **asdict(ctx.plugin.training),
+    )  # fmt: skip
+    outputs = predict_map(
+        load_model(result.checkpoint_path), ctx.spot, ctx.tile_dir / "maps",
+        tile=ctx.plugin.tile_size, write_proba=True, nomenclature=ctx.nomenclature,
+        prefix=model_name,
+    )  # fmt: skip
+    return StrategyOutput(
+        f"spot:{model_name}", outputs.class_map, outputs.proba, result.train_seconds,
+        result.best_epoch, outputs.pixels_per_second,
+    )  # fmt: skip
+
+
+def run_s2(ctx: TileContext, kind: str) -> StrategyOutput:
+    """Train (or reload) a Sentinel-2 classifier, map at 10 m, resample onto the SPOT grid."""
+    import time
+
+    from iota2_spot_s2.timeseries import (
+        load_classifier,
+        save_classifier,
+        train_s2_classifier,
+        write_s2_maps,
+    )
+
+    assert ctx.s2 is not None and ctx.prepared.s2_labels is not None
+    assert ctx.prepared.s2_split is not None
+    path = ctx.tile_dir / "models" / f"s2_{kind}.joblib"
+    tic = time.perf_counter()
+    if path.is_file():
+        clf = load_classifier(path)
+    else:
+        clf = train_s2_classifier(
+            ctx.s2, ctx.prepared.s2_labels, ctx.prepared.s2_split, kind=kind,
+            class_codes=ctx.codes, seed=ctx.plugin.seed,
+        )  # fmt: skip
+        save_classifier(clf, path)
+    train_seconds = time.perf_counter() - tic
+    tic = time.perf_counter()
+    maps = write_s2_maps(clf, ctx.s2, ctx.tile_dir / "maps_s2", nomenclature=ctx.nomenclature)
+    speed = ctx.s2.sizes["y"] * ctx.s2.sizes["x"] / max(time.perf_counter() - tic, 1e-9)
+    on_spot = _fuse(ctx, [maps["proba"]], "mean", f"s2_{kind}_on_spot_grid", confusions=None)
+    return StrategyOutput(f"s2-{kind}", on_spot["classes"], maps["proba"], train_seconds, 0, speed)
+
+
+def run_early(ctx: TileContext) -> StrategyOutput:
+    """Train (or resume) the early-fusion network and map the tile with SPOT + S2."""
+    from iota2_spot_s2.inference.paired import predict_early_fusion_map
+    from iota2_spot_s2.training.paired import load_early_fusion, train_early_fusion
+
+    assert ctx.s2 is not None
+    recipe = asdict(ctx.plugin.training)
+    recipe["crop"] = max(40, recipe["crop"] // 40 * 40)  # a whole number of S2 pixels
+    result = train_early_fusion(
+        ctx.spot, ctx.s2, ctx.prepared.labels, ctx.prepared.split,
+        checkpoint_path=ctx.tile_dir / "models" / "early_fusion.pt", class_codes=ctx.codes,
+        seed=ctx.plugin.seed, **recipe,
+    )  # fmt: skip
+    outputs = predict_early_fusion_map(
+        load_early_fusion(result.checkpoint_path), ctx.spot, ctx.s2, ctx.tile_dir / "maps",
+        write_proba=True, nomenclature=ctx.nomenclature, prefix="early_fusion",
+    )  # fmt: skip
+    return StrategyOutput(
+        "early", outputs.class_map, outputs.proba, result.train_seconds, result.best_epoch,
+        outputs.pixels_per_second,
+    )  # fmt: skip
+
+
+def run_late(
+    ctx: TileContext, rule: str, sources: list[StrategyOutput], confusions: list[np.ndarray]
+) -> StrategyOutput:
+    """Fuse the sources' probabilities (first = SPOT) on the SPOT grid with one rule."""
+    import time
+
+    tic = time.perf_counter()
+    probas = [s.proba for s in sources]
+    assert all(p is not None for p in probas)
+    fused = _fuse(ctx, [p for p in probas if p is not None], rule, f"late_{rule}", confusions)
+    speed = ctx.prepared.labels.size / max(time.perf_counter() - tic, 1e-9)
+    return StrategyOutput(f"late-{rule}", fused["classes"], fused.get("proba"), 0.0, 0, speed)
+
+
+def _fuse(
+    ctx: TileContext, probas: list[Path], rule: str, prefix: str, confusions: Any
+) -> dict[str, Path]:
+    from iota2_spot_s2.fusion import fuse_rasters
+
+    grid: Grid = ctx.prepared.grid
+    fused = fuse_rasters(
+        probas, ctx.tile_dir / "maps_fused", codes=ctx.codes, rule=rule, grid=grid,
+        confusions=confusions, mob=ctx.plugin.mob, prefix=prefix,
+        nomenclature=ctx.nomenclature,
+    )  # fmt: skip
+    return dict(fused.paths)

@@ -1,0 +1,189 @@
+"""Sentinel-2 classifiers (RF, TempCNN) on real Slovenia data and on a simulated scene; outputs.
+
+Real data (``s2_slovenia_lulc``) is tiny: 101 x 100 pixels at ~10 m, 5 classes present
+(Cultivated land has 11 pixels in all, Forest 7601), and only NDVI exists as a time series (68
+dates, 2015-07 .. 2017-12, with cloud masks), so the classifiers see NDVI alone. The split is by
+10-pixel blocks. The thresholds sit a margin below what the classifiers reach (see the report in
+the package docs) and well above chance, which is computed here from the class frequencies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+
+from iota2_spot_s2.evaluation import confusion_matrix, scores
+from iota2_spot_s2.reference import TEST, TRAIN, rasterize_reference, split_blocks
+from iota2_spot_s2.sensors import open_s2_timeseries
+from iota2_spot_s2.simulation import generate_scene
+from iota2_spot_s2.timeseries import (
+    FitOptions,
+    load_classifier,
+    open_band_stack,
+    predict_proba_map,
+    s2_probabilities,
+    save_classifier,
+    train_s2_classifier,
+    write_s2_maps,
+)
+
+SLOVENIA_CODES = [1, 2, 3, 4, 8]
+FAST_TEMPCNN = FitOptions(epochs=20, patience=8)
+
+
+def _test_scores(proba, labels, split, codes):
+    produced = np.asarray(codes)[np.nanargmax(proba, axis=0)]
+    cm = confusion_matrix(labels, produced, codes, mask=split == TEST)
+    return scores(cm, codes)
+
+
+def _chance_mean_f1(labels, split, codes) -> float:
+    """Expected mean F1 of guessing classes at their TRAIN frequencies (test classes present)."""
+    train = np.array([np.sum((labels == c) & (split == TRAIN)) for c in codes], float)
+    test = np.array([np.sum((labels == c) & (split == TEST)) for c in codes], float)
+    q, p = train / train.sum(), test / test.sum()
+    f1 = np.where(p + q > 0, 2 * p * q / np.maximum(p + q, 1e-12), 0.0)
+    return float(f1[test > 0].mean())
+
+
+@pytest.fixture(scope="module")
+def slovenia(shared_data):
+    folder = shared_data / "s2_slovenia_lulc"
+    series = open_band_stack(folder / "NDVI_68dates.tif", mask=folder / "CLM_68dates.tif")
+    with rasterio.open(folder / "LULC.tif") as src:
+        labels = src.read(1)
+    split = split_blocks(labels, block_size=10, seed=0)
+    return series, labels, split
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    info = generate_scene(tmp_path_factory.mktemp("scene"), size_m=480, seed=0)
+    series = open_s2_timeseries(info.sensor_data)
+    labels = rasterize_reference(info.reference, info.s2_grid, "code",
+                                 layer=info.reference_layer).labels  # fmt: skip
+    split = split_blocks(labels, block_size=10, seed=0)
+    return info, series, labels, split
+
+
+@pytest.fixture(scope="module")
+def scene_models(scene):
+    info, series, labels, split = scene
+    return {
+        kind: train_s2_classifier(series, labels, split, kind=kind, class_codes=info.codes,
+                                  seed=0, tempcnn=FitOptions(epochs=20))
+        for kind in ("rf", "tempcnn")
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kind", "cap", "min_kappa", "min_mean_f1"),
+    [("rf", 1000, 0.65, 0.45), ("tempcnn", 500, 0.4, 0.45)],
+)
+def test_real_slovenia_ndvi_series_is_classified_well_above_chance(
+    slovenia, kind, cap, min_kappa, min_mean_f1
+) -> None:
+    series, labels, split = slovenia
+    clf = train_s2_classifier(series, labels, split, kind=kind, class_codes=SLOVENIA_CODES,
+                              seed=0, max_per_class=cap, tempcnn=FAST_TEMPCNN)  # fmt: skip
+    assert clf.spec.bands == ("NDVI",) and clf.spec.indices == ()
+    assert len(clf.spec.dates) == 90  # 2015-07-11 .. 2017-12-17 every 10 days
+    proba = s2_probabilities(clf, series)
+    assert proba.shape == (5, 101, 100) and np.isfinite(proba).all()
+    s = _test_scores(proba, labels, split, SLOVENIA_CODES)
+    chance = _chance_mean_f1(labels, split, SLOVENIA_CODES)
+    print(f"\nSlovenia {kind}: OA {s.overall_accuracy:.3f} kappa {s.kappa:.3f} "
+          f"mean F1 {s.mean_f1:.3f} (chance {chance:.3f}) per class "
+          f"{dict(zip(s.codes, np.round(s.f1, 3).tolist()))} support {s.support}")  # fmt: skip
+    majority_oa = max(s.support) / sum(s.support)
+    assert s.kappa > min_kappa
+    assert s.mean_f1 > min_mean_f1 > 2 * chance
+    if kind == "rf":
+        assert s.overall_accuracy > majority_oa + 0.1
+    assert clf.val_scores is not None and clf.val_scores["mean_f1"] > 0.4
+
+
+@pytest.mark.parametrize("kind", ["rf", "tempcnn"])
+def test_phenology_classes_of_the_simulated_scene_are_separated(scene, scene_models, kind):
+    info, series, labels, split = scene
+    s = _test_scores(s2_probabilities(scene_models[kind], series), labels, split, info.codes)
+    f1 = dict(zip(s.codes, s.f1, strict=True))
+    names = {c.code: f"{c.name}({c.needs})" for c in info.classes}
+    print(
+        f"\nsimulated {kind}: OA {s.overall_accuracy:.3f} mean F1 {s.mean_f1:.3f} "
+        + ", ".join(f"{names[c]} {f1[c]:.2f}/{n}" for c, n in zip(s.codes, s.support))
+    )
+    for code in info.codes_needing("s2"):
+        assert f1[code] > 0.85, (names[code], f1[code])
+
+
+def test_probability_maps_are_on_the_s2_grid_in_code_order(scene, scene_models, tmp_path):
+    info, series, _, _ = scene
+    clf = scene_models["rf"]
+    proba = predict_proba_map(clf, series, window=20)  # several windows, ragged edges
+    np.testing.assert_allclose(proba, s2_probabilities(clf, series), atol=1e-6)
+    np.testing.assert_allclose(proba.sum(axis=0), 1.0, atol=1e-5)
+    paths = write_s2_maps(clf, series, tmp_path / "maps", window=32)
+    k = len(info.codes)
+    with rasterio.open(paths["proba"]) as src:
+        assert (src.crs, src.transform, src.shape) == (
+            info.s2_grid.crs,
+            info.s2_grid.transform,
+            info.s2_grid.shape,
+        )
+        assert src.count == k and src.dtypes[0] == "uint16"
+        assert [int(d.split()[0]) for d in src.descriptions] == info.codes
+        tags = src.tags()
+        stored = src.read()
+    assert tags["GAPFILL_METHOD"] == "linear" and tags["GAPFILL_STEP_DAYS"] == "10"
+    assert tags["GAPFILL_DATES"].split() == list(clf.spec.dates)
+    assert tags["GAPFILL_DATES"].split()[0] == "20210122" and len(clf.spec.dates) == 33
+    total = stored.astype(int).sum(axis=0)
+    assert np.abs(total - 1000).max() <= k / 2
+    assert np.abs(stored / 1000.0 - proba).max() <= 0.0005 + 1e-6
+    with rasterio.open(paths["classes"]) as src:
+        classes = src.read(1)
+    with rasterio.open(paths["confidence"]) as src:
+        confidence = src.read(1)
+    assert np.array_equal(classes, np.asarray(info.codes)[proba.argmax(axis=0)])
+    assert np.array_equal(confidence, np.rint(proba.max(axis=0) * 100))
+
+
+def test_pixels_without_any_valid_sample_are_nodata(scene, scene_models, tmp_path):
+    _, series, _, _ = scene
+    valid = series["valid"].values.copy()
+    valid[:, :, 5, 7] = False  # never seen clear
+    valid[:, 0, 9, 9] = False  # one band never seen clear
+    masked = series.assign_coords(valid=(series.dims, valid))
+    proba = predict_proba_map(scene_models["tempcnn"], masked)
+    bad = ~np.isfinite(proba).all(axis=0)
+    assert bad.sum() == 2 and bad[5, 7] and bad[9, 9]
+    paths = write_s2_maps(scene_models["tempcnn"], masked, tmp_path, prefix="masked")
+    with rasterio.open(paths["proba"]) as src:
+        assert src.nodata == 65535 and (src.read()[:, 5, 7] == 65535).all()
+    with rasterio.open(paths["classes"]) as src:
+        assert src.read(1)[5, 7] == 0 and src.read(1)[0, 0] > 0
+
+
+@pytest.mark.parametrize("kind", ["rf", "tempcnn"])
+def test_saved_classifiers_predict_the_same(scene, scene_models, kind, tmp_path):
+    _, series, _, _ = scene
+    clf = scene_models[kind]
+    path = save_classifier(clf, tmp_path / f"model.{'joblib' if kind == 'rf' else 'pt'}")
+    loaded = load_classifier(path)
+    assert loaded.kind == kind and loaded.class_codes == clf.class_codes
+    assert loaded.spec == clf.spec and loaded.feature_names == clf.feature_names
+    np.testing.assert_allclose(
+        s2_probabilities(loaded, series), s2_probabilities(clf, series), atol=1e-6
+    )
+
+
+def test_training_inputs_are_checked(scene):
+    _, series, labels, split = scene
+    with pytest.raises(ValueError):
+        train_s2_classifier(series, labels[:-1], split[:-1])
+    with pytest.raises(ValueError):
+        train_s2_classifier(series, labels, split, kind="svm")
+    with pytest.raises(ValueError):
+        train_s2_classifier(series, labels, np.zeros_like(split))

@@ -105,14 +105,14 @@ def test_reported_scores_match_an_independent_count_on_the_test_blocks(chain_run
     with rasterio.open(tile_dir / "maps" / "fcn_classes.tif") as src:
         produced = src.read(1)
     ref_codes, prod_codes, matrix = read_otb_confusion_csv(
-        tile_dir / "evaluation" / "fcn" / "confusion.csv"
+        tile_dir / "evaluation" / "spot_fcn" / "confusion.csv"
     )
     test = (split == 3) & (labels > 0) & (produced > 0)
     expected = np.zeros((len(ref_codes), len(prod_codes)), np.int64)
     for r, p in zip(labels[test], produced[test], strict=True):
         expected[ref_codes.index(int(r)), prod_codes.index(int(p))] += 1
     np.testing.assert_array_equal(matrix, expected)
-    scores = json.loads((tile_dir / "evaluation" / "fcn" / "scores.json").read_text())
+    scores = json.loads((tile_dir / "evaluation" / "spot_fcn" / "scores.json").read_text())
     oa = scores.get("overall_accuracy", scores.get("scores", {}).get("overall_accuracy"))
     assert oa == pytest.approx(np.trace(expected) / expected.sum())
 
@@ -121,12 +121,12 @@ def test_comparison_table_says_simulated_and_rerun_resumes(chain_run) -> None:
     out = chain_run["tile_dir"].parent
     table = (out / "comparison.md").read_text()
     assert "simulated" in table
-    assert "| patch_cnn |" in table and "| fcn |" in table
+    assert "| spot:patch_cnn |" in table and "| spot:fcn |" in table
     before = _digest(chain_run["tile_dir"] / "maps" / "fcn_classes.tif")
     again = fuse_classify("run", str(chain_run["cfg"]))
     assert again.returncode == 0, again.stderr[-3000:]
     assert _digest(chain_run["tile_dir"] / "maps" / "fcn_classes.tif") == before
-    assert json.loads((out / "comparison.json").read_text())["runs"][1]["model"] == "fcn"
+    assert json.loads((out / "comparison.json").read_text())["runs"][1]["model"] == "spot:fcn"
 
 
 def test_stage_commands_reproduce_the_chain(chain_run, tmp_path: Path) -> None:
@@ -161,5 +161,5 @@ def test_stage_commands_reproduce_the_chain(chain_run, tmp_path: Path) -> None:
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     ours = read_otb_confusion_csv(next((tmp_path / "eval").glob("*confusion.csv")))[2]
-    chain = read_otb_confusion_csv(tile_dir / "evaluation" / "fcn" / "confusion.csv")[2]
+    chain = read_otb_confusion_csv(tile_dir / "evaluation" / "spot_fcn" / "confusion.csv")[2]
     assert ours.sum() == chain.sum()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
+import torch
 
 from iota2_spot_s2.evaluation import confusion_matrix, scores
 from iota2_spot_s2.reference import TEST, TRAIN, rasterize_reference, split_blocks
@@ -45,6 +46,15 @@ def _chance_mean_f1(labels, split, codes) -> float:
     q, p = train / train.sum(), test / test.sum()
     f1 = np.where(p + q > 0, 2 * p * q / np.maximum(p + q, 1e-12), 0.0)
     return float(f1[test > 0].mean())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Per-pixel batches are small: one thread is as fast and immune to a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +105,7 @@ def test_real_slovenia_ndvi_series_is_classified_well_above_chance(
     chance = _chance_mean_f1(labels, split, SLOVENIA_CODES)
     print(f"\nSlovenia {kind}: OA {s.overall_accuracy:.3f} kappa {s.kappa:.3f} "
           f"mean F1 {s.mean_f1:.3f} (chance {chance:.3f}) per class "
-          f"{dict(zip(s.codes, np.round(s.f1, 3).tolist()))} support {s.support}")  # fmt: skip
+          f"{dict(zip(s.codes, np.round(s.f1, 3).tolist(), strict=True))} support {s.support}")  # fmt: skip
     majority_oa = max(s.support) / sum(s.support)
     assert s.kappa > min_kappa
     assert s.mean_f1 > min_mean_f1 > 2 * chance
@@ -112,7 +122,7 @@ def test_phenology_classes_of_the_simulated_scene_are_separated(scene, scene_mod
     names = {c.code: f"{c.name}({c.needs})" for c in info.classes}
     print(
         f"\nsimulated {kind}: OA {s.overall_accuracy:.3f} mean F1 {s.mean_f1:.3f} "
-        + ", ".join(f"{names[c]} {f1[c]:.2f}/{n}" for c, n in zip(s.codes, s.support))
+        + ", ".join(f"{names[c]} {f1[c]:.2f}/{n}" for c, n in zip(s.codes, s.support, strict=True))
     )
     for code in info.codes_needing("s2"):
         assert f1[code] > 0.85, (names[code], f1[code])

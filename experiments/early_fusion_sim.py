@@ -19,7 +19,8 @@ The reference is rasterized on the SPOT grid and split into spatially disjoint 1
   (:func:`iota2_spot_s2.timeseries.train_s2_classifier`), its 10 m map read at each SPOT pixel
   centre.
 
-All maps are scored on the TEST pixels of the SPOT grid (per-class F1, mean F1, OA).
+All maps are scored on the TEST pixels of the SPOT grid (per-class F1, mean F1, OA). Checkpoints
+are resumed: rerunning with the same arguments reuses finished trainings.
 
 Usage::
 
@@ -87,7 +88,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--minutes", type=float, default=None, help="optional wall-time cap")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest "
+                        "on a loaded 2-core machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +101,7 @@ def main() -> None:
     codes = scene.codes
     common = dict(class_codes=codes, epochs=args.epochs, patience=10_000,
                   iters_per_epoch=args.iters, batch_size=args.batch, crop=120,
-                  max_minutes=args.minutes, seed=args.seed, val_tile=240, resume=False)  # fmt: skip
+                  max_minutes=args.minutes, seed=args.seed, val_tile=240, resume=True)  # fmt: skip
     budget = {k: getattr(args, k) for k in ("epochs", "iters", "batch", "minutes")}
     results: dict = {"simulated": True, "scene_size_m": scene.extent_m, "budget": budget,
                      "threads": args.threads}  # fmt: skip
@@ -109,6 +111,7 @@ def main() -> None:
     proba = predict_array(load_model(fcn.checkpoint_path), spot.values)
     results["fcn"] = score(np.asarray(codes)[proba.argmax(0)], labels, split, codes)
     results["fcn"].update(epochs=len(fcn.history), best_epoch=fcn.best_epoch,
+                          train_seconds=round(sum(h["seconds"] for h in fcn.history), 1),
                           seconds=round(time.perf_counter() - tic, 1))  # fmt: skip
     tic = time.perf_counter()
     fused = train_early_fusion(spot, series, labels, split,
@@ -118,6 +121,7 @@ def main() -> None:
     results["early_fusion"] = score(np.asarray(codes)[proba.argmax(0)], labels, split, codes)
     results["early_fusion"].update(
         epochs=len(fused.history), best_epoch=fused.best_epoch,
+        train_seconds=round(sum(h["seconds"] for h in fused.history), 1),
         seconds=round(time.perf_counter() - tic, 1),
         parameters=model.model.n_parameters(), receptive_field=model.model.receptive_field,
     )  # fmt: skip

@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_output")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size-m", type=float, default=1536.0, help="side of the simulated square (m)")
-    p.add_argument("--minutes", type=float, default=1.5, help="training budget per model")
+    p.add_argument("--minutes", type=float, default=2.0, help="training budget per network")
     p.add_argument("--models", default="patch_cnn,fcn", help="SPOT models of the 'spot' strategy")
     p.add_argument(
         "--strategies",

@@ -89,6 +89,7 @@ class PluginSettings:
     models: tuple[str, ...] = ("fcn",)
     strategies: tuple[str, ...] = ("spot",)
     s2_classifier: str = "rf"
+    tempcnn_epochs: int = 20
     fusion_model: str = "fcn"
     mob: str = "precision"
     seed: int = 0

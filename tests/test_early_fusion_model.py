@@ -38,11 +38,13 @@ def inputs(size: int, s2_size: int, n: int = 2) -> tuple[torch.Tensor, torch.Ten
 
 # ratio, SPOT window, S2 window (same ground), expected fusion scale (pixel closest to 10 m),
 # expected downsample (common period of the pooling grid and both pixel grids)
+# (decoder levels: 1/1, 1/2, 1/4; the 1/8 bottleneck is only used on request)
 CASES = [
-    ("20/3", 80, 12, 3, 40),  # 1.5 m / 10 m: 1/8 -> 12 m; 40 px = 60 m = 6 S2 px
-    (10 / 1.5, 40, 6, 3, 40),  # the same ratio given as a float
-    (5, 80, 16, 2, 40),  # 2 m / 10 m: 1/4 -> 8 m (16 m at 1/8 is further)
+    ("20/3", 80, 12, 2, 40),  # 1.5 m / 10 m: 1/4 -> 6 m; 40 px = 60 m = 6 S2 px
+    (10 / 1.5, 40, 6, 2, 40),  # the same ratio given as a float
+    (5, 80, 16, 2, 40),  # 2 m / 10 m: 1/4 -> 8 m
     ((4, 1), 32, 8, 2, 8),  # 2.5 m / 10 m: 1/4 -> exactly 10 m
+    ((3, 2), 48, 32, 1, 24),  # 10 m / 15 m S2-like pair: 1/2 -> 20 m (1/1: 10 m is further)
 ]
 
 
@@ -77,8 +79,8 @@ def test_s2_is_interpolated_once_at_the_fusion_scale_never_at_spot_resolution(mo
     model(spot, s2)
     for hook in hooks:
         hook.remove()
-    # one interpolation: the 8 S2 features from the 12x12 S2 grid to 10x10 (= 80 / 8, 12 m)
-    assert calls == [((2, 8, 12, 12), (2, 8, 10, 10))]
+    # one interpolation: the 8 S2 features from the 12x12 S2 grid to 20x20 (= 80 / 4, 6 m)
+    assert calls == [((2, 8, 12, 12), (2, 8, 20, 20))]
     full_res = [s for s in shapes if len(s) == 4 and s[-2:] == (80, 80)]
     assert full_res and max(s[1] for s in full_res) <= 2 * TINY["widths"][0]
     assert not [s for s in shapes if len(s) == 4 and s[1] == T * C2 and s[-1] > 12]
@@ -113,9 +115,11 @@ def test_missing_s2_uses_the_learned_embedding_per_sample() -> None:
     assert model.missing.grad is not None and model.missing.grad.abs().sum() > 0
 
 
-def test_receptive_field_bounds_the_spot_and_s2_support() -> None:
+@pytest.mark.parametrize("level", [2, 3])
+def test_receptive_field_bounds_the_spot_and_s2_support(level) -> None:
     """Gradients of one output pixel reach only inputs inside the computed support."""
-    model = tiny("20/3")
+    model = tiny("20/3", fusion_level=level)
+    assert model.fusion_level == level
     support = model._fused_support()
     assert model.receptive_field == support.size
     spot, s2 = inputs(160, 24, n=1)

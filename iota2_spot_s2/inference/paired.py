@@ -49,6 +49,7 @@ from iota2_spot_s2.inference.predict import (
 from iota2_spot_s2.inference.sources import (
     ArraySource,
     MaskLike,
+    RasterSource,
     WindowSource,
     open_source,
     source_grid,
@@ -64,7 +65,12 @@ from iota2_spot_s2.inference.writers import (
 )
 from iota2_spot_s2.nomenclature import Nomenclature
 from iota2_spot_s2.training.paired import LoadedEarlyFusion
-from iota2_spot_s2.training.paired_data import PairGeometry, grid_attrs, prepare_s2_series
+from iota2_spot_s2.training.paired_data import (
+    PairGeometry,
+    crop_to_spot,
+    grid_attrs,
+    prepare_s2_series,
+)
 from iota2_spot_s2.training.sampling import ImageSource
 
 #: Stacked S2 series up to this size are loaded once; bigger ones are read window by window
@@ -205,6 +211,8 @@ def predict_early_fusion_array(
         progress: Show a progress bar.
     """
     geometry = geometry or PairGeometry(model.ratio)
+    if s2_series is not None:
+        s2_series, geometry = crop_to_spot(s2_series, geometry, tuple(spot.shape[-2:]))
     engine = PairedEngine(
         model,
         _stack(model, s2_series),
@@ -268,11 +276,15 @@ def predict_early_fusion_map(
     _check_codes(codes, nomenclature)
     with contextlib.closing(open_source(spot, valid_mask)) as source:
         grid = source_grid(source)
-        stack = _stack(model, s2_series)
+        geometry = _geometry(model, grid, s2_series)
+        cropped: xr.DataArray | np.ndarray | None = None
+        if s2_series is not None:
+            cropped, geometry = crop_to_spot(s2_series, geometry, grid.shape)
+        stack = _stack(model, cropped)
         engine = PairedEngine(
             model,
             stack,
-            _geometry(model, grid, s2_series),
+            geometry,
             margin=margin,
             batch_size=batch_size,
             autocast_bf16=autocast_bf16,
@@ -311,13 +323,13 @@ def _geometry(model: LoadedEarlyFusion, grid: Grid, s2_series: xr.DataArray | No
 
 def _paired_fingerprint(
     model: LoadedEarlyFusion,
-    source: object,
+    source: ArraySource | RasterSource,
     stack: xr.DataArray | np.ndarray | None,
     nomenclature: Nomenclature | None,
     bf16: bool,
 ) -> str:
     """The SPOT map fingerprint extended with the S2 input and normalisation."""
-    h = hashlib.sha256(_fingerprint(model, source, nomenclature, "dense", bf16).encode())  # type: ignore[arg-type]
+    h = hashlib.sha256(_fingerprint(model, source, nomenclature, "dense", bf16).encode())
     h.update(b"none" if stack is None else source_identity(ArraySource(stack)).encode())
     h.update(np.asarray(model.s2_mean, np.float64).tobytes())
     h.update(np.asarray(model.s2_std, np.float64).tobytes())

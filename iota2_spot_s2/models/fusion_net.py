@@ -23,24 +23,32 @@ subclasses it and keeps its stem, encoder, bottleneck, decoder and head). The S2
 (:class:`TemporalEncoder`) works pixel by pixel at 10 m: two 1-D temporal convolutions over the
 dates (shared by all pixels), mean- and max-pooling over time, then one ``k x k`` convolution at
 10 m (``s2_kernel``, default 3; 1 makes the branch purely pixel-wise) giving ``F = s2_features``
-channels. The S2 features are brought to the FCN scale ``1 / 2 ** s`` whose pixel size is closest
-(in log scale) to the S2 pixel size — ``s = 3`` (12 m) for 1.5 m / 10 m, ``s = 2`` for 2 m or
-2.5 m / 10 m — by ``F.interpolate(mode="bilinear", align_corners=False)`` **to that scale's exact
-size** ``(H / 2 ** s, W / 2 ** s)`` (with ``h = H / ratio`` the sampling is geometrically exact:
-pixel centres map to the same ground point), then concatenated there and projected back by a
-1x1 conv-BN-ReLU (``fuse``). At the coarsest scale the fused map is the bottleneck input (the
-bottleneck blocks mix the two sources spatially at 12 m); at a finer scale ``s`` it is the
-decoder input of level ``s`` (unpooled features + U-Net skip + S2 features). The time series is
-never resampled to the SPOT resolution: the only interpolated tensor has ``F`` channels at
-``1 / 2 ** s`` of the SPOT resolution.
+channels. The S2 features are brought to the FCN **decoder** scale ``1 / 2 ** s`` whose pixel
+size is closest (in log scale) to the S2 pixel size — ``s = 2`` (6 m) for 1.5 m / 10 m, 2 m / 10 m
+(8 m) and 2.5 m / 10 m (10 m) with the default 3 levels — by
+``F.interpolate(mode="bilinear", align_corners=False)`` **to that scale's exact size**
+``(H / 2 ** s, W / 2 ** s)`` (with ``h = H / ratio`` the sampling is geometrically exact: pixel
+centres map to the same ground point), then concatenated to the decoder input of level ``s``
+(unpooled features + U-Net skip + S2 features) and projected back to that input's width by a 1x1
+conv-BN-ReLU (``fuse``); the FCN's decoder block of that level then mixes them spatially. The time
+series is never resampled to the SPOT resolution: the only interpolated tensor has ``F``
+channels at ``1 / 2 ** s`` of the SPOT resolution.
 
-For ``C=4, C2=10, T=12, K=9`` and the default widths, about 1.43 M parameters (FCN ≈ 1.33 M,
-S2 branch ≈ 22 k, fusion ≈ 25 k). :attr:`receptive_field` (SPOT px) is computed from the layers
-with :class:`~iota2_spot_s2.models.receptive_field.Support`: the S2 path's support at the fusion
-scale covers, for each fused pixel, the two S2 pixels the bilinear interpolation reads (three
-when the sample point falls on a pixel centre, to stay conservative under float rounding) grown
-by the S2 kernel radius, converted to SPOT pixels, and is then carried through the rest of the
-network like the SPOT support (about 206 px for 1.5 m / 10 m, against 134 for the FCN).
+Why a decoder level and not the bottleneck (1/8 = 12 m, nominally closer to 10 m): bottleneck
+features reach the decoder only through SegNet max-unpooling, which puts each 1/8 feature on one
+of 64 full-resolution pixels. Measured on the simulated scene (tiny widths, 100 steps), the
+phenology classes were not learned when fused at 1/8 (VAL mean F1 of cereal/maize/meadow 0.19,
+chance 0.33) and were at 1/4 (0.63). ``fusion_level=3`` still selects the bottleneck input.
+
+For ``C=4, C2=10, K=9`` and the default widths: 1.448 M parameters (FCN 1.332 M, S2 branch
+22.7 k whatever ``T``, fusion 1x1 92.7 k; 1.381 M when fused at the bottleneck).
+:attr:`receptive_field` (SPOT px) is computed from the layers with
+:class:`~iota2_spot_s2.models.receptive_field.Support`: the S2 path's support at the fusion scale
+covers, for each fused pixel, the two S2 pixels the bilinear interpolation reads (three when the
+sample point falls on a pixel centre, to stay conservative under float rounding) grown by the S2
+kernel radius, converted to SPOT pixels (about 30 px), then carried through the rest of the
+network like the SPOT support. With the default widths it stays 134 px, as for the FCN: the S2
+support lies inside the SPOT support at that scale.
 """
 
 from __future__ import annotations
@@ -82,8 +90,12 @@ def as_ratio(ratio: RatioLike) -> Fraction:
 
 
 def fusion_scale(ratio: Fraction, levels: int) -> int:
-    """FCN scale ``s`` (pixel size ``2 ** s`` SPOT px) closest in log scale to ``ratio``."""
-    return min(range(levels + 1), key=lambda s: (abs(math.log2(float(ratio)) - s), s))
+    """Decoder level ``s < levels`` (``2 ** s`` SPOT px) closest in log scale to ``ratio``.
+
+    The bottleneck (``s = levels``) is left out: its features reach the decoder only through
+    max-unpooling, which puts each of them on one of ``4 ** levels`` full-resolution pixels.
+    """
+    return min(range(levels), key=lambda s: (abs(math.log2(float(ratio)) - s), s))
 
 
 class TemporalEncoder(nn.Module):
@@ -143,7 +155,8 @@ class EarlyFusionNet(FCN):
         s2_features: Channels ``F`` of the S2 feature map.
         s2_hidden: Channels of the temporal convolutions.
         s2_kernel: Spatial kernel of the S2 branch at 10 m (odd; 1 = pixel-wise).
-        fusion_level: Force the fusion scale ``s`` (0..levels); default: closest to ``ratio``.
+        fusion_level: Force the fusion scale ``s`` (0..levels, ``levels`` = bottleneck input);
+            default: the decoder level closest to ``ratio`` (:func:`fusion_scale`).
     """
 
     name = "early_fusion"
@@ -207,6 +220,8 @@ class EarlyFusionNet(FCN):
         level, levels = self.fusion_level, len(self.widths)
         size = (height >> level, width >> level)
         s2_maps = self.s2_feature_maps(spot, s2, s2_valid, size)
+        if spot.is_contiguous(memory_format=torch.channels_last):  # keep the fast layout
+            s2_maps = s2_maps.contiguous(memory_format=torch.channels_last)
         x = self.stem(spot)
         skips, indices = [], []
         for block in self.encoder:

@@ -89,7 +89,8 @@ class TempCNN(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv1d | nn.Linear):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C, T)`` -> logits ``(N, K)``."""

@@ -75,7 +75,7 @@ def run_demo(
     *,
     seed: int = 0,
     size_m: float = 1536.0,
-    minutes_per_model: float = 1.5,
+    minutes_per_model: float = 2.0,
     models: tuple[str, ...] = ("patch_cnn", "fcn"),
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
 ) -> list[ModelRun]:

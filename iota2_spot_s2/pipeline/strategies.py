@@ -81,6 +81,7 @@ def run_s2(ctx: TileContext, kind: str) -> StrategyOutput:
     import time
 
     from iota2_spot_s2.timeseries import (
+        FitOptions,
         load_classifier,
         save_classifier,
         train_s2_classifier,
@@ -97,6 +98,7 @@ def run_s2(ctx: TileContext, kind: str) -> StrategyOutput:
         clf = train_s2_classifier(
             ctx.s2, ctx.prepared.s2_labels, ctx.prepared.s2_split, kind=kind,
             class_codes=ctx.codes, seed=ctx.plugin.seed,
+            tempcnn=FitOptions(epochs=ctx.plugin.tempcnn_epochs),
         )  # fmt: skip
         save_classifier(clf, path)
     train_seconds = time.perf_counter() - tic

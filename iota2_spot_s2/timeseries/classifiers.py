@@ -17,6 +17,19 @@ no valid sample in some band are left out of training and get NaN probabilities.
 Probabilities: ``(K, H, W)`` float32 on the series' grid (the S2 10 m grid), classes in
 ``class_codes`` order (increasing codes), NaN where no prediction is possible. Classes without
 training sample get probability 0 (random forest).
+
+Measured (seed 0, TEST split, ``tests/test_timeseries_classifiers.py``):
+
+- Real ``s2_slovenia_lulc`` (tiny: 101 x 100 px, NDVI only, 68 dates -> 90 gap-filled dates,
+  10-px block split; TEST pixels: cultivated 1, forest 1527, grassland 356, shrubland 72,
+  artificial 37; chance mean F1 0.20, majority OA 0.77). RF (1000 px/class): OA 0.908, kappa
+  0.762, mean F1 0.529 (default 5000 px/class: 0.934 / 0.814 / 0.536). TempCNN (500 px/class,
+  20 epochs): OA 0.756, kappa 0.528, mean F1 0.662 (seeds 1, 2: kappa 0.60 / 0.58); its class
+  weights trade overall accuracy for minority recall. The single cultivated TEST pixel swings
+  mean F1 by 0.2.
+- Simulated scene (480 m, 12 dates -> 33 gap-filled dates): the phenology classes reach F1
+  0.93-0.99 (RF) and 0.95-0.97 (TempCNN); spot-only classes: building 0.00, road 0.78-0.82,
+  hedge 0.67-0.68 (roads and hedges stay partly separable at 10 m), parking has no TEST pixel.
 """
 
 from __future__ import annotations
@@ -96,6 +109,8 @@ class S2Classifier:
             if len(cube):
                 proba[:, self.estimator.classes_] = self.estimator.predict_proba(flat)
             return proba
+        if self.channel_mean is None or self.channel_std is None:
+            raise ValueError("a TempCNN classifier needs channel_mean and channel_std")
         x = (cube - self.channel_mean[None, :, None]) / self.channel_std[None, :, None]
         logits = predict_logits(self.estimator, x.astype(np.float32))
         return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
@@ -169,7 +184,8 @@ def train_s2_classifier(
         labels_10m: ``(y, x)`` class codes on the series' grid (0 = no data).
         split_10m: ``(y, x)`` split raster (``reference.split_blocks``: TRAIN 1, VAL 2, TEST 3).
         kind: ``"rf"`` or ``"tempcnn"``.
-        class_codes: Output classes (default: codes present in ``labels_10m``).
+        class_codes: Output classes, sorted into increasing order (default: codes present in
+            ``labels_10m``).
         seed: Seeds the sampling, the forest and the network.
         max_per_class: Cap of sampled pixels per class and subset (``None``: all).
         step_days: Gap-filling step.
@@ -186,7 +202,8 @@ def train_s2_classifier(
         ValueError: Bad kind, shapes, or no usable training pixel.
     """
     labels, split = _check_inputs(series, labels_10m, split_10m, kind)
-    codes = tuple(int(c) for c in (class_codes or np.unique(labels[labels > 0])))
+    chosen = np.unique(labels[labels > 0]) if class_codes is None else class_codes
+    codes = tuple(sorted({int(c) for c in chosen}))
     spec = _default_spec(series, step_days, indices, ndwi)
     rng = np.random.default_rng(seed)
     args = (series, labels, split)

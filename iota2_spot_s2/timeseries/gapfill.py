@@ -146,7 +146,8 @@ def gapfill(
 
     Args:
         values: ``(T, ...)`` samples; the first axis is time.
-        valid: Same shape, True where a sample may be used; ``None`` = finite values.
+        valid: Same shape, True where a sample may be used; ``None`` = finite values. A NaN
+            value is never used, whatever the mask says.
         dates: ``T`` acquisition dates (any order; same-day samples are merged).
         out_dates: Output dates; default :func:`regular_dates` over the input dates.
         step_days: Spacing of the default output dates.
@@ -169,11 +170,10 @@ def gapfill(
     merged, ok, unique = _merge_same_days(
         values.reshape(days.size, -1), valid.reshape(days.size, -1), days
     )
-    targets = (
-        regular_dates(unique[0], unique[-1], step_days)
-        if out_dates is None
-        else (as_days(out_dates))
-    )
+    if out_dates is None:
+        targets = regular_dates(unique[0], unique[-1], step_days)
+    else:
+        targets = as_days(out_dates)
     t_in = unique.astype(np.int64).astype(np.float64)
     t_out = targets.astype(np.int64).astype(np.float64)
     out = np.empty((targets.size, merged.shape[1]), dtype=np.float32)
@@ -183,7 +183,7 @@ def gapfill(
     return GapFilled(
         values=out.reshape((targets.size, *trailing)),
         dates=targets,
-        no_valid_sample=~ok.any(axis=0).reshape(trailing),
+        no_valid_sample=np.asarray(~ok.any(axis=0)).reshape(trailing),
         input_dates=unique,
     )
 

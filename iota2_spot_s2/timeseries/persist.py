@@ -89,8 +89,14 @@ def load_classifier(path: str | PathLike[str]) -> S2Classifier:
         InputError: Missing, unreadable or foreign file.
     """
     data = _read(Path(path))
-    spec = FeatureSpec(**{k: tuple(v) if isinstance(v, list) else v
-                          for k, v in data["spec"].items()})  # fmt: skip
+    raw = data["spec"]
+    spec = FeatureSpec(
+        bands=tuple(raw["bands"]),
+        dates=tuple(raw["dates"]),
+        indices=tuple(raw["indices"]),
+        ndwi=str(raw["ndwi"]),
+        step_days=int(raw["step_days"]),
+    )
     if data["kind"] == "rf":
         estimator = data["estimator"]
     else:

@@ -45,17 +45,17 @@ def inverse_frequency_weights(targets: np.ndarray, n_classes: int) -> torch.Tens
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+def predict_logits(model: TempCNN, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Eval-mode logits ``(N, K)`` of ``(N, C, T)`` inputs, batch by batch."""
     model.eval()
     outs = [
         model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size]))).numpy()
         for i in range(0, len(x), batch_size)
     ]
-    return np.concatenate(outs) if outs else np.zeros((0, model.n_classes), np.float32)
+    return np.concatenate(outs) if outs else np.zeros((0, model.n_classes), dtype=np.float32)
 
 
-def mean_f1(model: nn.Module, x: np.ndarray, y: np.ndarray, n_classes: int) -> float:
+def mean_f1(model: TempCNN, x: np.ndarray, y: np.ndarray, n_classes: int) -> float:
     """Mean F1 over the classes present in ``y`` (indices 0..K-1)."""
     produced = predict_logits(model, x).argmax(axis=1)
     codes = list(range(1, n_classes + 1))

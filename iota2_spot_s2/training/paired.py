@@ -39,6 +39,7 @@ from iota2_spot_s2.training.paired_data import (
     PairedCropSampler,
     PairGeometry,
     S2Windows,
+    crop_to_spot,
     prepare_s2_series,
     s2_train_split,
 )
@@ -186,6 +187,7 @@ def train_early_fusion(
     """
     start, path = time.monotonic(), Path(checkpoint_path)
     geometry = PairGeometry.from_inputs(spot, s2_series, ratio)
+    s2_series, geometry = crop_to_spot(s2_series, geometry, tuple(spot.shape[-2:]))
     stack = prepare_s2_series(s2_series, gapfill=gapfill, step_days=step_days)
     kwargs = {
         **(model_kwargs or {}),

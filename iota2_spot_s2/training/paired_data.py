@@ -150,6 +150,31 @@ def grid_attrs(x: Any) -> tuple[Any, Affine] | None:
     return attrs["crs"], transform if isinstance(transform, Affine) else Affine(*transform[:6])
 
 
+def crop_to_spot(
+    series: xr.DataArray | np.ndarray, geometry: PairGeometry, spot_shape: tuple[int, int]
+) -> tuple[xr.DataArray | np.ndarray, PairGeometry]:
+    """The part of an S2 series under a SPOT scene (e.g. a SPOT scene in a 110 km S2 tile).
+
+    Keeps the S2 pixels that touch the SPOT extent, updates a DataArray's ``transform`` attr and
+    returns the geometry relative to the cropped series (nothing is resampled).
+    """
+    rows = -(-spot_shape[0] * geometry.q // geometry.p)
+    cols = -(-spot_shape[1] * geometry.q // geometry.p)
+    r0, c0 = max(geometry.row_offset, 0), max(geometry.col_offset, 0)
+    r1 = min(geometry.row_offset + rows, series.shape[-2])
+    c1 = min(geometry.col_offset + cols, series.shape[-1])
+    if (r0, c0, r1, c1) == (0, 0, *series.shape[-2:]):
+        return series, geometry
+    if r1 <= r0 or c1 <= c0:
+        raise InputError("s2_series", "the Sentinel-2 series does not overlap the SPOT scene")
+    cropped = series[..., r0:r1, c0:c1]
+    grid = grid_attrs(series)
+    if isinstance(cropped, xr.DataArray) and grid is not None:
+        cropped.attrs["transform"] = tuple(grid[1] @ Affine.translation(c0, r0))[:6]
+    offsets = PairGeometry(geometry.ratio, geometry.row_offset - r0, geometry.col_offset - c0)
+    return cropped, offsets
+
+
 def prepare_s2_series(
     series: xr.DataArray | np.ndarray,
     *,

@@ -1,0 +1,86 @@
+"""Fusion strategies through ``fuse-classify run`` on a small seeded SIMULATED scene.
+
+The simulated landscape is built so that neither sensor separates every class: SPOT (1.5 m)
+sees buildings, roads, parking lots and hedges but not the crops' phenology, Sentinel-2 (10 m)
+sees the crops but mixes the small urban objects. Decision-level fusion must therefore beat the
+best single sensor in mean F1 on the shared test blocks. Training is bounded by epochs, not by
+time, so the run is deterministic for a given thread count.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+
+from iota2_spot_s2.settings import PLUGIN_SECTION, format_cfg
+from iota2_spot_s2.simulation import generate_scene
+
+FUSED = ("late-mean", "late-weighted_mean", "late-vote", "late-dempster_shafer")
+
+
+@pytest.fixture(scope="module")
+def fused_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    root = tmp_path_factory.mktemp("fusion")
+    scene = generate_scene(root / "scene", size_m=720.0, seed=1)
+    cfg = root / "fusion.cfg"
+    cfg.write_text(format_cfg({
+        "chain": {"output_path": str(root / "out"), "list_tile": scene.tile,
+                  "ground_truth": str(scene.reference), "data_field": "code",
+                  "s2_path": str(scene.sensor_data),
+                  "nomenclature_path": str(scene.nomenclature),
+                  "color_table": str(scene.color_file)},
+        PLUGIN_SECTION: {"spot_images": {scene.tile: str(scene.spot_image)},
+                         "models": ["fcn"], "strategies": ["spot", "s2-rf", *FUSED],
+                         "split_block_m": 60.0, "simulated": True, "seed": 0,
+                         "training": {"epochs": 14, "iters_per_epoch": 10, "batch_size": 8,
+                                      "crop": 96, "patience": 100}},
+    }))  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "iota2_spot_s2.cli", "run", str(cfg)],
+                          capture_output=True, text=True, timeout=1200)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = json.loads((root / "out" / "spot_s2" / "comparison.json").read_text())
+    return {"runs": {r["model"]: r for r in table["runs"]}, "tile_dir": root / "out" / "spot_s2"
+            / scene.tile, "scene": scene}  # fmt: skip
+
+
+def test_fused_strategies_beat_the_best_single_sensor(fused_run) -> None:
+    runs = fused_run["runs"]
+    single = max(runs["spot:fcn"]["mean_f1"], runs["s2-rf"]["mean_f1"])
+    best_fused = max(runs[name]["mean_f1"] for name in FUSED)
+    print({name: round(r["mean_f1"], 3) for name, r in runs.items()})
+    assert best_fused > single + 0.01
+
+
+def test_each_sensor_wins_the_classes_it_was_built_for(fused_run) -> None:
+    runs, scene = fused_run["runs"], fused_run["scene"]
+    s2_classes = [str(c) for c in scene.codes_needing("s2")]
+    spot, s2 = runs["spot:fcn"]["per_class_f1"], runs["s2-rf"]["per_class_f1"]
+    assert np.mean([s2[c] for c in s2_classes]) > np.mean([spot[c] for c in s2_classes]) + 0.2
+
+
+def test_choice_map_follows_the_iota2_convention(fused_run) -> None:
+    fused = fused_run["tile_dir"] / "maps_fused"
+    with rasterio.open(fused / "late_mean_classes.tif") as src:
+        classes = src.read(1)
+    with rasterio.open(fused / "late_mean_choice.tif") as src:
+        choice = src.read(1)
+    with rasterio.open(fused_run["tile_dir"] / "maps" / "fcn_classes.tif") as src:
+        spot = src.read(1)
+    with rasterio.open(fused / "s2_rf_on_spot_grid_classes.tif") as src:
+        s2 = src.read(1)
+    assert set(np.unique(choice).tolist()) <= {0, 1, 2, 3}
+    # Fusion reads the 0-1000 PROBAMAPs, the class maps come from float probabilities: near
+    # ties may flip after rounding, hence "almost all" rather than "all" below.
+    agree = (spot == s2) & (spot > 0)
+    assert np.mean(choice[agree] == 1) > 0.99
+    assert np.mean(classes[agree] == spot[agree]) > 0.99
+    first, second = choice == 2, choice == 3
+    assert first.any() and second.any()
+    assert np.mean(classes[first] == spot[first]) > 0.99
+    assert np.mean(classes[second] == s2[second]) > 0.99
+    assert np.mean(spot[first] != s2[first]) > 0.99

@@ -8,7 +8,8 @@ Measures, on this machine, with untrained weights (speed does not depend on them
 2. the per-pixel sliding-window ``patch_cnn`` on a small window (it is ~1000x slower), and the
    ratios fcn / per-pixel and dense / per-pixel measured in the same run;
 3. training throughput (pixels of target crops per second) of both models;
-4. peak RSS of a ``predict_map`` child process for scenes of 1, 16 and 100 Mpx.
+4. peak RSS of a ``predict_map`` child process for scenes of 1, 16 and 100 Mpx (run first,
+   in fresh processes, so the parent's own peak does not matter).
 
 Usage::
 
@@ -146,7 +147,11 @@ def bench_training(tmp: Path) -> dict[str, float]:
 
 
 def child_peak_rss(tmp: Path, side: int) -> dict[str, float]:
-    """Map a side x side scene in a fresh process; its own peak RSS (MiB) and speed."""
+    """Map a side x side scene in a fresh process; its own peak RSS (MiB) and speed.
+
+    The peak is the child's ``VmHWM``: unlike ``ru_maxrss``, which Linux carries across
+    ``execve`` from the parent, it only counts the child's own address space.
+    """
     image = write_scene(tmp / f"rss_{side}.tif", side)
     here, out = str(Path(__file__).parent), str(tmp / f"rss_out_{side}")
     code = (
@@ -154,7 +159,8 @@ def child_peak_rss(tmp: Path, side: int) -> dict[str, float]:
         "from bench_mapping import loaded; from iota2_spot_s2.inference import predict_map;"
         f"r = predict_map(loaded('fcn'), {str(image)!r}, {out!r}, write_proba=True,"
         " progress=False);"
-        "print(json.dumps({'rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0];"
+        "print(json.dumps({'rss_mib': int(hwm.split()[1]) / 1024,"
         " 'mpx_s': r.pixels_per_second / 1e6}))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -168,11 +174,25 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=float, nargs="*", default=[1, 16, 100], help="Mpx")
     parser.add_argument("--map-side", type=int, default=2048)
+    parser.add_argument("--only-rss", action="store_true", help="run part [4] only")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; untrained weights")
     summary: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
+        print("[4] peak RSS of predict_map (fcn, fp32 + channels_last, probabilities on)")
+        rss = {}
+        for mpx in args.sizes:
+            side = int(round((mpx * 1e6) ** 0.5))
+            rss[f"{side * side / 1e6:.0f} Mpx"] = r = child_peak_rss(tmp, side)
+            print(
+                f"  {side}x{side}: peak RSS {r['rss_mib']:.0f} MiB, {r['mpx_s']:.2f} Mpx/s",
+                flush=True,
+            )
+        summary["peak_rss"] = rss
+        if args.only_rss:
+            print(json.dumps(summary, indent=2))
+            return
         print(f"[1] predict_map end to end on {args.map_side}x{args.map_side} px (Mpx/s)")
         summary["mapping_mpx_s"] = bench_mapping(tmp, args.map_side)
         print("[2] sliding window vs dense (px/s, same run)")

@@ -125,17 +125,22 @@ def test_receptive_field_bounds_the_spot_and_s2_support(level) -> None:
     spot, s2 = inputs(160, 24, n=1)
     spot.requires_grad_(True)
     s2.requires_grad_(True)
+    seen = 0
     for col in range(40, 80, 3):  # every phase class of the 40 px period is visited
         model.zero_grad()
         spot.grad = s2.grad = None
         model(spot, s2)[0, :, 80, col].sum().backward()
         lo, hi = support.interval(col)
         cols = torch.nonzero(spot.grad[0].abs().sum((0, 1))).flatten()
-        assert lo <= int(cols.min()) and int(cols.max()) <= hi
         s2_cols = torch.nonzero(s2.grad[0].abs().sum((0, 1))).flatten()
+        if cols.numel() == 0 or s2_cols.numel() == 0:  # every ReLU path dead: nothing to check
+            continue
+        seen += 1
+        assert lo <= int(cols.min()) and int(cols.max()) <= hi
         # S2 column j covers SPOT columns [j * 20 / 3, (j + 1) * 20 / 3)
         assert lo <= int(s2_cols.min()) * 20 // 3
         assert -(-(int(s2_cols.max()) + 1) * 20 // 3) - 1 <= hi
+    assert seen >= 10
 
 
 def test_registry_parameters_and_autocast() -> None:

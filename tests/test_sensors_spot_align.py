@@ -189,3 +189,27 @@ def test_align_same_grid_is_identity_and_needs_crs() -> None:
         align(src.drop_attrs(), grid)
     with pytest.raises(ValueError, match="unknown resampling"):
         align(src, Grid(grid.crs, Affine(5, 0, 0, 0, -5, 40), 8, 8), "fancy")
+
+
+def test_many_band_geotiff_keeps_file_band_order(tmp_path: Path) -> None:
+    """12 bands are named B0..B11 and must come back in file order, not sorted as strings."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from iota2_spot_s2.sensors import open_spot
+
+    data = np.arange(12, dtype=np.uint16)[:, None, None] * np.ones((12, 4, 5), np.uint16) + 1
+    path = tmp_path / "twelve.tif"
+    profile = {
+        "driver": "GTiff",
+        "width": 5,
+        "height": 4,
+        "count": 12,
+        "dtype": "uint16",
+        "crs": "EPSG:2154",
+        "transform": from_origin(500000, 6300000, 3, 3),
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    opened = open_spot(path)
+    np.testing.assert_array_equal(opened.values[:, 0, 0], np.arange(12) + 1)

@@ -8,7 +8,10 @@ window under its read window: the model's ``downsample`` is the common SPOT/S2 p
 covering the receptive-field radius, so every read window starts and ends on both grids and the S2
 window is an exact integer window of the 10 m series (read window by window; the series is never
 resampled to 1.5 m). Outside the S2 series (or the scene) S2 values are 0 after normalisation,
-exactly like the SPOT padding.
+exactly like the SPOT padding. The series is first cropped to the S2 pixels under the SPOT scene
+(:func:`~iota2_spot_s2.training.paired_data.crop_to_spot`) and gap-filled onto the dates recorded
+in the checkpoint; the stacked result is loaded when under :data:`S2_IN_MEMORY_BYTES`, else read
+lazily window by window.
 
 Tile-size independence: a tile computes the same function of the same padded inputs as the whole
 scene on its core (pooling grid and S2 grid phases are preserved by the alignment, and every

@@ -24,6 +24,14 @@ Registered models (numbers for ``in_channels=4, n_classes=10``):
   ``forward_patches`` on the 65x65 patch centred on ``(i, j)`` of the padded input.
 - ``fcn`` (:class:`~iota2_spot_s2.models.fcn.FCN`): residual encoder-decoder with U-Net skips and
   SegNet pooling indices, ≈1.33 M parameters, ``downsample=8``, ``receptive_field=134``.
+- ``early_fusion`` (:class:`~iota2_spot_s2.models.fusion_net.EarlyFusionNet`): the ``fcn`` plus a
+  Sentinel-2 temporal branch at 10 m whose features are interpolated to the 1/4 decoder level
+  and concatenated there; ``forward(spot, s2=None, s2_valid=None)`` takes the S2 tensor at its
+  own resolution (never resampled to 1.5 m); a missing S2 input uses a learned embedding.
+  ≈1.38 M parameters, ``downsample = lcm(8, grid period)`` (40 for 1.5 m / 10 m).
+
+Per-pixel Sentinel-2 classifiers (TempCNN, random forest) live in :mod:`iota2_spot_s2.timeseries`
+(``models/tempcnn.py`` holds the TempCNN network); they map ``(N, C, T)`` to ``(N, K)``.
 
 Example:
     >>> import torch

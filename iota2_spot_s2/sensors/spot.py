@@ -208,9 +208,13 @@ def open_spot(
 
 
 def canonical_order(ids: Sequence[str]) -> list[str]:
-    """Band ids sorted as ``B0 B1 B2 B3 P``, unknown ids last."""
+    """SPOT band ids first as ``B0 B1 B2 B3 P``, other ids after them in file order.
+
+    Other ids are never sorted: names such as ``B10`` would sort before ``B2`` and silently
+    permute the bands of a many-band GeoTIFF.
+    """
     canonical = [b for b in (*Spot67.ms_bands, *Spot67.pan_bands) if b in ids]
-    return canonical + sorted(b for b in ids if b not in canonical)
+    return canonical + [b for b in ids if b not in canonical]
 
 
 def _as_float(raw: da.Array, nodata: float | None) -> da.Array:

@@ -105,6 +105,10 @@ def encode(proba: np.ndarray, invalid: np.ndarray, codes: np.ndarray) -> dict[st
     return {"classes": classes[None], "confidence": confidence[None], "proba": scaled}
 
 
+#: GDAL block cache (MiB) while maps are written and converted to COGs.
+WRITE_CACHE_MB = 256
+
+
 class MapWriter:
     """Writes the pending outputs window by window; finalises them as COGs on success.
 
@@ -134,7 +138,15 @@ class MapWriter:
 
     @contextlib.contextmanager
     def session(self) -> Iterator[MapWriter]:
-        """Open temp GTiffs; on success convert them to COGs, on failure delete them."""
+        """Open temp GTiffs; on success convert them to COGs, on failure delete them.
+
+        GDAL's block cache is capped at :data:`WRITE_CACHE_MB` meanwhile: its default (5 % of
+        RAM) grows with the output size and made peak memory depend on the scene size.
+        """
+        with rasterio.Env(GDAL_CACHEMAX=WRITE_CACHE_MB):
+            yield from self._session()
+
+    def _session(self) -> Iterator[MapWriter]:
         try:
             for spec in self.specs:
                 tmp = spec.path.with_name(f".{spec.path.stem}.{uuid.uuid4().hex[:8]}.partial.tif")

@@ -120,11 +120,14 @@ def plot_maps(
         panels.append(
             (name, _colourise(_read_decimated(class_map, [1], max_side)[0], nomenclature))
         )
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.8))
-    for ax, (name, data) in zip(np.atleast_1d(axes), panels, strict=True):
+    ncols = min(4, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 4.4 * nrows + 0.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, (name, data) in zip(axes.ravel(), panels, strict=False):
         ax.imshow(data, interpolation="nearest")
         ax.set_title(name, fontsize=10)
-        ax.set_axis_off()
     if nomenclature is not None:
         table = nomenclature.color_table()
         handles = [
@@ -136,7 +139,7 @@ def plot_maps(
         ]
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

@@ -204,16 +204,6 @@ def main() -> None:
         )
         print("[3] training throughput")
         summary["train_px_s"] = bench_training(tmp)
-        print("[4] peak RSS of predict_map (fcn, fp32 + channels_last, probabilities on)")
-        rss = {}
-        for mpx in args.sizes:
-            side = int(round((mpx * 1e6) ** 0.5))
-            rss[f"{side * side / 1e6:.0f} Mpx"] = r = child_peak_rss(tmp, side)
-            print(
-                f"  {side}x{side}: peak RSS {r['rss_mib']:.0f} MiB, {r['mpx_s']:.2f} Mpx/s",
-                flush=True,
-            )
-        summary["peak_rss"] = rss
     print(f"parent peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     print(json.dumps(summary, indent=2))
 

@@ -163,3 +163,15 @@ def test_stage_commands_reproduce_the_chain(chain_run, tmp_path: Path) -> None:
     ours = read_otb_confusion_csv(next((tmp_path / "eval").glob("*confusion.csv")))[2]
     chain = read_otb_confusion_csv(tile_dir / "evaluation" / "spot_fcn" / "confusion.csv")[2]
     assert ours.sum() == chain.sum()
+
+
+def test_split_blocks_are_spread_over_unlabelled_pixels_of_the_block() -> None:
+    from iota2_spot_s2.pipeline.stages import spread_over_blocks
+
+    split = np.zeros((4, 6), np.uint8)
+    split[0, 0] = 1  # block (0, 0) has one labelled pixel, in TRAIN
+    split[3, 5] = 3  # block (1, 2): TEST
+    out = spread_over_blocks(split, 2)
+    np.testing.assert_array_equal(out[:2, :2], 1)
+    np.testing.assert_array_equal(out[2:, 4:], 3)
+    assert out[:2, 2:].sum() == 0 and out[2:, :4].sum() == 0

@@ -145,29 +145,46 @@ def _run_strategies(ctx: TileContext) -> list[StrategyOutput]:
 
 
 def _confusion(ctx: TileContext, class_map: Path, *, subset: int) -> np.ndarray:
+    """Confusion on one subset, ``K x K`` on the class codes (for fusion masses and weights)."""
+    return _scored_confusion(ctx, class_map, subset=subset)[: len(ctx.codes), : len(ctx.codes)]
+
+
+def _scored_confusion(ctx: TileContext, class_map: Path, *, subset: int) -> np.ndarray:
+    """Confusion on ``codes + [NO_DECISION]``: unmapped map pixels (nodata, undecided) are errors.
+
+    Without the extra column a map with holes would be scored on fewer pixels than the others.
+    """
     from iota2_spot_s2.evaluation import confusion_matrix
 
     with rasterio.open(class_map) as src:
-        produced = src.read(1)
+        produced = src.read(1).astype(np.int64)
+    no_decision = max(ctx.codes) + 1
+    produced = np.where(np.isin(produced, ctx.codes), produced, no_decision)
     reference = np.where(ctx.prepared.split == subset, ctx.prepared.labels, 0)
-    return confusion_matrix(reference, produced, ctx.codes)
+    return confusion_matrix(reference, produced, [*ctx.codes, no_decision])
 
 
 def _score(ctx: TileContext, out: StrategyOutput, label: str) -> ModelRun:
     from iota2_spot_s2.evaluation import scores, write_report
 
-    cm = _confusion(ctx, out.class_map, subset=3)
-    result = scores(cm, ctx.codes)
+    codes = [*ctx.codes, max(ctx.codes) + 1]
+    cm = _scored_confusion(ctx, out.class_map, subset=3)
+    result = scores(cm, codes)  # mean F1 over reference classes: the extra column never counts
     nomenclature = ctx.nomenclature
-    names = [nomenclature.name_of(c) for c in ctx.codes] if nomenclature else None
+    names = (
+        [nomenclature.name_of(c) for c in ctx.codes]
+        if nomenclature
+        else [str(c) for c in ctx.codes]
+    )
     write_report(
-        result, cm, ctx.codes, ctx.tile_dir / "evaluation" / out.name.replace(":", "_"),
-        names=names, title=f"{out.name} on {ctx.tile} — {label} data, test split",
+        result, cm, codes, ctx.tile_dir / "evaluation" / out.name.replace(":", "_"),
+        names=[*names, "no decision"],
+        title=f"{out.name} on {ctx.tile} — {label} data, test split",
     )  # fmt: skip
     return ModelRun(
         tile=ctx.tile, model=out.name, overall_accuracy=result.overall_accuracy,
         kappa=result.kappa, mean_f1=result.mean_f1,
-        per_class_f1={c: float(f) for c, f in zip(ctx.codes, result.f1, strict=True)},
+        per_class_f1={c: float(f) for c, f in zip(ctx.codes, result.f1, strict=False)},
         train_seconds=out.train_seconds, best_epoch=out.best_epoch,
         map_pixels_per_second=out.map_pixels_per_second, test_pixels=int(cm.sum()),
         paths={"class_map": str(out.class_map), "proba": str(out.proba)},

@@ -106,7 +106,8 @@ def prepare_reference(
             reference, s2_grid, field, mapping=mapping, nomenclature=nomenclature
         )
         s2_split = split_blocks(s2_labels, block_size=block, seed=seed)
-        split = np.where(labels > 0, warp_nearest(s2_split, s2_grid, grid), 0).astype(np.uint8)
+        whole_blocks = spread_over_blocks(s2_split, block)
+        split = np.where(labels > 0, warp_nearest(whole_blocks, s2_grid, grid), 0).astype(np.uint8)
         write_band(out_dir / "s2_labels.tif", s2_labels, s2_grid, nomenclature=nomenclature)
         write_band(out_dir / "s2_split.tif", s2_split.astype(np.uint8), s2_grid)
     report = {
@@ -120,6 +121,20 @@ def prepare_reference(
     return PreparedReference(
         grid, labels, split, labels_path, split_path, report, s2_grid, s2_labels, s2_split
     )
+
+
+def spread_over_blocks(split: np.ndarray, block: int) -> np.ndarray:
+    """Give every pixel of a block its block's subset, labelled or not.
+
+    Carried to the finer SPOT grid, this keeps the labelled SPOT pixels that fall in a 10 m
+    pixel whose centre is unlabelled (polygon edges, small buildings).
+    """
+    from iota2_spot_s2.reference import block_ids
+
+    ids = block_ids(split.shape, block)
+    subset = np.zeros(int(ids.max()) + 1, np.uint8)
+    np.maximum.at(subset, ids.ravel(), split.ravel().astype(np.uint8))
+    return subset[ids]
 
 
 def warp_nearest(array: np.ndarray, src: Grid, dst: Grid) -> np.ndarray:

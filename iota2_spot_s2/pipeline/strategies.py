@@ -92,9 +92,12 @@ def run_s2(ctx: TileContext, kind: str) -> StrategyOutput:
     assert ctx.prepared.s2_split is not None
     path = ctx.tile_dir / "models" / f"s2_{kind}.joblib"
     tic = time.perf_counter()
-    if path.is_file():
-        clf = load_classifier(path)
-    else:
+    clf = load_classifier(path) if path.is_file() else None
+    if clf is not None and (
+        tuple(clf.class_codes) != tuple(ctx.codes) or clf.config.get("seed") != ctx.plugin.seed
+    ):
+        clf = None  # trained for other classes or another seed: train again
+    if clf is None:
         clf = train_s2_classifier(
             ctx.s2, ctx.prepared.s2_labels, ctx.prepared.s2_split, kind=kind,
             class_codes=ctx.codes, seed=ctx.plugin.seed,
@@ -124,7 +127,8 @@ def run_early(ctx: TileContext) -> StrategyOutput:
     )  # fmt: skip
     outputs = predict_early_fusion_map(
         load_early_fusion(result.checkpoint_path), ctx.spot, ctx.s2, ctx.tile_dir / "maps",
-        write_proba=True, nomenclature=ctx.nomenclature, prefix="early_fusion",
+        tile=ctx.plugin.tile_size, write_proba=True, nomenclature=ctx.nomenclature,
+        prefix="early_fusion",
     )  # fmt: skip
     return StrategyOutput(
         "early", outputs.class_map, outputs.proba, result.train_seconds, result.best_epoch,

@@ -7,8 +7,9 @@ optimiser steps of ``batch_size`` random crops (see :mod:`.sampling`), followed 
 pass over the VAL tiles (:mod:`.validation`) and an atomic checkpoint (:mod:`.checkpoint`).
 The loss is class-weighted cross-entropy (:mod:`.losses`). Model selection keeps the weights of
 the best validation mean F1; training stops after ``epochs`` epochs, after ``patience`` epochs
-without improvement, or once ``max_minutes`` have elapsed in this call (the running epoch is cut
-short, validated and checkpointed).
+without improvement, or once ``max_minutes`` of training are spent, counted over every resumed
+call from the checkpoint's history (the running epoch is cut short, validated and
+checkpointed; a rerun on a spent budget does not train again).
 
 Reproducibility: ``seed`` seeds torch (weights init, dropout), the numpy sampler generator and
 ``random``; their states are checkpointed, so ``resume=True`` continues an interrupted run from
@@ -43,7 +44,7 @@ class TrainResult:
         history: One dict per epoch (``epoch, loss, lr, val_mean_f1, val_oa, seconds``).
         best_epoch: Epoch of the best validation mean F1 (1-based).
         best_val_mean_f1: That score.
-        train_seconds: Wall time of this call (training, validation and checkpoints).
+        train_seconds: Training time over all calls (training, validation and checkpoints).
         train_pixels_per_second: Crop pixels (``batch_size * crop**2`` per step) per second of
             optimiser steps in this call (sampling, forward, backward, update; no validation).
         stop_reason: ``"epochs"``, ``"early_stopping"`` or ``"time_budget"``.
@@ -104,7 +105,8 @@ def train(
         gamma: StepLR factor.
         patience: Epochs without validation improvement before stopping.
         seed: Seed of everything random.
-        max_minutes: Wall-time budget of this call, ``None`` = unbounded.
+        max_minutes: Training-time budget over all calls on this checkpoint (the epochs'
+            recorded seconds), ``None`` = unbounded.
         class_weighting: ``"median_frequency"``, ``"inverse_sqrt"`` or ``"none"`` (:mod:`.losses`).
         class_balanced: Stratify crop centres by class.
         model_kwargs: Extra arguments of ``build_model``.
@@ -134,15 +136,23 @@ def train(
         history=list(session.meta["history"]),
         best_epoch=int(session.meta["best_epoch"]),
         best_val_mean_f1=float(session.meta["best_val_mean_f1"]),
-        train_seconds=elapsed,
+        train_seconds=max(elapsed, trained_seconds(session.meta)),
         train_pixels_per_second=session.step_pixels / max(session.step_seconds, 1e-9),
         stop_reason=reason,
     )
 
 
+def trained_seconds(meta: dict[str, Any]) -> float:
+    """Training time recorded in a checkpoint's history, over every (resumed) call."""
+    return float(sum(record.get("seconds", 0.0) for record in meta["history"]))
+
+
 def _stop_reason(meta: dict[str, Any], config: dict[str, Any]) -> str | None:
     if meta["epoch"] > 0 and meta["epoch"] - meta["best_epoch"] >= config["patience"]:
         return "early_stopping"
+    budget = config["max_minutes"]
+    if budget is not None and meta["epoch"] > 0 and trained_seconds(meta) >= 60.0 * budget:
+        return "time_budget"  # spent by earlier calls: a rerun does not train again
     return "epochs" if meta["epoch"] >= config["epochs"] else None
 
 

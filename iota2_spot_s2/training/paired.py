@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.models import build_model
 from iota2_spot_s2.training.checkpoint import LoadedModel, load_model, read_checkpoint
-from iota2_spot_s2.training.loop import TrainResult, _end_epoch, _stop_reason
+from iota2_spot_s2.training.loop import TrainResult, _end_epoch, _stop_reason, trained_seconds
 from iota2_spot_s2.training.paired_data import (
     PairedCropSampler,
     PairGeometry,
@@ -220,7 +220,7 @@ def train_early_fusion(
         history=list(session.meta["history"]),
         best_epoch=int(session.meta["best_epoch"]),
         best_val_mean_f1=float(session.meta["best_val_mean_f1"]),
-        train_seconds=time.monotonic() - start,
+        train_seconds=max(time.monotonic() - start, trained_seconds(session.meta)),
         train_pixels_per_second=session.step_pixels / max(session.step_seconds, 1e-9),
         stop_reason=reason,
     )

@@ -101,6 +101,7 @@ def run_tile(run: RunConfig, tile: str, nomenclature: Nomenclature | None) -> li
         image, chain.ground_truth, chain.data_field, tile_dir / "reference",
         block_m=plugin.split_block_m, seed=plugin.seed, mapping=plugin.mapping_table,
         nomenclature=nomenclature, s2_grid=image_grid(s2) if s2 is not None else None,
+        layer=plugin.reference_layer,
     )  # fmt: skip
     codes = (
         list(nomenclature.codes)

@@ -56,6 +56,7 @@ def read_labels(
     *,
     mapping: Path | None = None,
     nomenclature: Nomenclature | None = None,
+    layer: str | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Labels on ``grid`` from a vector (rasterized) or a raster already on that grid."""
     if reference.suffix.lower() in RASTER_SUFFIXES:
@@ -67,7 +68,9 @@ def read_labels(
         return labels, {"source": str(reference), "kind": "raster"}
     from iota2_spot_s2.reference import rasterize_reference
 
-    result = rasterize_reference(reference, grid, field, mapping=mapping, nomenclature=nomenclature)
+    result = rasterize_reference(
+        reference, grid, field, layer=layer, mapping=mapping, nomenclature=nomenclature
+    )
     return result.labels, _as_dict(result.report)
 
 
@@ -82,6 +85,7 @@ def prepare_reference(
     mapping: Path | None = None,
     nomenclature: Nomenclature | None = None,
     s2_grid: Grid | None = None,
+    layer: str | None = None,
 ) -> PreparedReference:
     """Rasterize the reference on the image grid, split it 64/16/20 by blocks, write both.
 
@@ -93,7 +97,9 @@ def prepare_reference(
     from iota2_spot_s2.reference import split_blocks, split_summary
 
     grid = image_grid(image)
-    labels, report = read_labels(reference, grid, field, mapping=mapping, nomenclature=nomenclature)
+    labels, report = read_labels(
+        reference, grid, field, mapping=mapping, nomenclature=nomenclature, layer=layer
+    )
     invalid = np.asarray(image.isnull().any("band"))
     labels = np.where(invalid, 0, labels).astype(np.uint16)
     split_grid = s2_grid or grid
@@ -103,7 +109,7 @@ def prepare_reference(
         split = split_blocks(labels, block_size=block, seed=seed)
     else:
         s2_labels, _ = read_labels(
-            reference, s2_grid, field, mapping=mapping, nomenclature=nomenclature
+            reference, s2_grid, field, mapping=mapping, nomenclature=nomenclature, layer=layer
         )
         s2_split = split_blocks(s2_labels, block_size=block, seed=seed)
         whole_blocks = spread_over_blocks(s2_split, block)
@@ -263,6 +269,9 @@ def evaluate_from_files(
         produced_arr = src.read(1)
     labels, _ = read_labels(reference, grid, field)
     if split is not None:
+        split_grid = Grid.from_raster(split)
+        if (split_grid.transform, split_grid.shape) != (grid.transform, grid.shape):
+            raise InputError(split, "split raster is not on the grid of the evaluated map")
         with rasterio.open(split) as src:
             labels = np.where(src.read(1) == SUBSETS[subset], labels, 0)
     codes = codes or sorted(int(c) for c in np.unique(labels) if c != 0)

@@ -31,8 +31,13 @@ def small_tif(tmp_path):
     path = tmp_path / "in.tif"
     data = np.arange(64, dtype=np.uint8).reshape(8, 8)
     profile = {
-        "driver": "GTiff", "width": 8, "height": 8, "count": 1, "dtype": "uint8",
-        "crs": "EPSG:2154", "transform": Affine(10.0, 0.0, 650000.0, 0.0, -10.0, 6860000.0),
+        "driver": "GTiff",
+        "width": 8,
+        "height": 8,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": "EPSG:2154",
+        "transform": Affine(10.0, 0.0, 650000.0, 0.0, -10.0, 6860000.0),
     }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data, 1)
@@ -48,11 +53,32 @@ def test_otb_key_conversion():
 def test_cli_arguments():
     args = otb.cli_arguments(
         "X",
-        {"il": [Path("a.tif"), "b.tif"], "out": ("o.tif", "uint8"), "progress": False,
-         "ref__raster__nodata": 0, "ram": None, "in_": Path("x.tif"), "ratio": 0.5},
+        {
+            "il": [Path("a.tif"), "b.tif"],
+            "out": ("o.tif", "uint8"),
+            "progress": False,
+            "ref__raster__nodata": 0,
+            "ram": None,
+            "in_": Path("x.tif"),
+            "ratio": 0.5,
+        },
     )
-    assert args == ["-il", "a.tif", "b.tif", "-out", "o.tif", "uint8", "-progress", "false",
-                    "-ref.raster.nodata", "0", "-in", "x.tif", "-ratio", "0.5"]
+    assert args == [
+        "-il",
+        "a.tif",
+        "b.tif",
+        "-out",
+        "o.tif",
+        "uint8",
+        "-progress",
+        "false",
+        "-ref.raster.nodata",
+        "0",
+        "-in",
+        "x.tif",
+        "-ratio",
+        "0.5",
+    ]
 
 
 def test_run_app_cli_success(small_tif, tmp_path, need_otb_cli):
@@ -141,8 +167,9 @@ def _fake_api(app):
 def test_python_backend_preferred_and_typed(monkeypatch):
     app = _FakeApp()
     monkeypatch.setattr(otb, "_python_api", lambda: _fake_api(app))
-    otb.run_app("BandMath", il=["a.tif"], out=("o.tif", "uint8"), exp="im1b1", progress=True,
-                ratio=0.5)
+    otb.run_app(
+        "BandMath", il=["a.tif"], out=("o.tif", "uint8"), exp="im1b1", progress=True, ratio=0.5
+    )
     assert ("SetParameterInt", "ram", otb.ram_hint_mb()) in app.calls
     assert ("SetParameterStringList", "il", ["a.tif"]) in app.calls
     assert ("SetParameterString", "out", "o.tif") in app.calls
@@ -161,3 +188,19 @@ def test_python_backend_errors(monkeypatch):
         otb.run_app("BandMath", bogus=1)
     with pytest.raises(otb.OTBError, match="no such application"):
         otb.run_app("NoSuchApp")
+
+
+def test_a_crashed_launcher_is_retried_once_on_one_thread(tmp_path) -> None:
+    """Debian's OTB crashed rarely (SIGSEGV); the adapter retries once with one ITK thread."""
+    from iota2_spot_s2.otb import _run_cli
+
+    marker, seen = tmp_path / "crashed_once", tmp_path / "threads"
+    launcher = tmp_path / "otbcli_Fake"
+    launcher.write_text(
+        "#!/bin/sh\n"
+        f'if [ ! -e "{marker}" ]; then touch "{marker}"; kill -SEGV $$; fi\n'
+        f'echo "$ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS" > "{seen}"\n'
+    )
+    launcher.chmod(0o755)
+    _run_cli(str(launcher), "Fake", {})
+    assert marker.exists() and seen.read_text().strip() == "1"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,25 @@ def _stop_reason(meta: dict[str, Any], config: dict[str, Any]) -> str | None:
     return "epochs" if meta["epoch"] >= config["epochs"] else None
 
 
-def _run_epochs(session: Session, path: Path, start: float) -> str:
+def image_step(session: Session) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and targets of one batch of image crops (the centre of each crop is supervised)."""
+    config = session.config
+    inputs, targets = session.sampler.batch(config["batch_size"], session.rng)
+    x = torch.from_numpy(inputs).to(session.device)
+    y = torch.from_numpy(targets).to(session.device)
+    logits = session.model(x)
+    c = session.sampler.context
+    logits = logits[:, :, c : c + config["crop"], c : c + config["crop"]]
+    return session.criterion(logits, y), y
+
+
+def _run_epochs(
+    session: Session,
+    path: Path,
+    start: float,
+    step: Callable[[Session], tuple[torch.Tensor, torch.Tensor]] = image_step,
+) -> str:
+    """Epochs of ``step`` batches, each followed by validation, LR step and checkpoint."""
     config, meta = session.config, session.meta
     deadline = None if config["max_minutes"] is None else start + 60.0 * config["max_minutes"]
     bar = tqdm(
@@ -170,7 +189,7 @@ def _run_epochs(session: Session, path: Path, start: float) -> str:
     try:
         while reason is None:
             tic = time.perf_counter()
-            loss, cut = _train_epoch(session, deadline)
+            loss, cut = _train_epoch(session, deadline, step)
             record = _end_epoch(session, loss, path, tic)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", val_mF1=f"{record['val_mean_f1']:.4f}")
@@ -180,7 +199,11 @@ def _run_epochs(session: Session, path: Path, start: float) -> str:
     return reason
 
 
-def _train_epoch(session: Session, deadline: float | None) -> tuple[float, bool]:
+def _train_epoch(
+    session: Session,
+    deadline: float | None,
+    step: Callable[[Session], tuple[torch.Tensor, torch.Tensor]],
+) -> tuple[float, bool]:
     """One epoch of optimiser steps; returns the mean loss and whether the budget cut it."""
     config, total, steps, cut = session.config, 0.0, 0, False
     session.model.train()
@@ -189,13 +212,7 @@ def _train_epoch(session: Session, deadline: float | None) -> tuple[float, bool]
             cut = True
             break
         tic = time.perf_counter()
-        inputs, targets = session.sampler.batch(config["batch_size"], session.rng)
-        x = torch.from_numpy(inputs).to(session.device)
-        y = torch.from_numpy(targets).to(session.device)
-        logits = session.model(x)
-        c = session.sampler.context
-        logits = logits[:, :, c : c + config["crop"], c : c + config["crop"]]
-        loss = session.criterion(logits, y)
+        loss, y = step(session)
         session.optimizer.zero_grad(set_to_none=True)
         if bool(torch.any(y != IGNORE_INDEX)):
             loss.backward()

@@ -29,12 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
-from tqdm.auto import tqdm
 
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.models import build_model
 from iota2_spot_s2.training.checkpoint import LoadedModel, load_model, read_checkpoint
-from iota2_spot_s2.training.loop import TrainResult, _end_epoch, _stop_reason, trained_seconds
+from iota2_spot_s2.training.loop import TrainResult, _run_epochs, trained_seconds
 from iota2_spot_s2.training.paired_data import (
     PairedCropSampler,
     PairGeometry,
@@ -43,7 +42,7 @@ from iota2_spot_s2.training.paired_data import (
     prepare_s2_series,
     s2_train_split,
 )
-from iota2_spot_s2.training.sampling import IGNORE_INDEX, ImageSource, band_statistics, normalize
+from iota2_spot_s2.training.sampling import ImageSource, band_statistics, normalize
 from iota2_spot_s2.training.session import Session, prepare_session
 from iota2_spot_s2.training.validation import ValidationSet
 
@@ -214,7 +213,7 @@ def train_early_fusion(
     half = int(getattr(session.model, "receptive_field", 0)) // 2
     margin = _round_up(min(half, config["val_tile"] // 4), period)
     session.validation = PairedValidationSet.from_validation(session.validation, windows, margin)
-    reason = _run_epochs(session, path, start)
+    reason = _run_epochs(session, path, start, _paired_step)
     return TrainResult(
         checkpoint_path=path,
         history=list(session.meta["history"]),
@@ -263,47 +262,10 @@ def _s2_meta(windows: S2Windows, stack: xr.DataArray, geometry: PairGeometry) ->
     }
 
 
-def _run_epochs(session: Session, path: Path, start: float) -> str:
-    """Epochs of paired steps; validation, LR step and checkpoint as in the SPOT loop."""
-    config, meta = session.config, session.meta
-    deadline = None if config["max_minutes"] is None else start + 60.0 * config["max_minutes"]
-    bar = tqdm(total=config["epochs"], initial=min(meta["epoch"], config["epochs"]),
-               desc=f"train {MODEL_NAME}", unit="epoch", disable=None)  # fmt: skip
-    reason = _stop_reason(meta, config)
-    try:
-        while reason is None:
-            tic = time.perf_counter()
-            loss, cut = _train_epoch(session, deadline)
-            record = _end_epoch(session, loss, path, tic)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", val_mF1=f"{record['val_mean_f1']:.4f}")
-            reason = "time_budget" if cut else _stop_reason(meta, config)
-    finally:
-        bar.close()
-    return reason
-
-
-def _train_epoch(session: Session, deadline: float | None) -> tuple[float, bool]:
-    """One epoch of optimiser steps on paired batches; mean loss and whether the budget cut it."""
-    config, total, steps, cut = session.config, 0.0, 0, False
+def _paired_step(session: Session) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and targets of one batch of SPOT crops with their S2 windows."""
     sampler = session.sampler
     assert isinstance(sampler, PairedCropSampler)
-    session.model.train()
-    for _ in range(config["iters_per_epoch"]):
-        if deadline is not None and steps > 0 and time.monotonic() > deadline:
-            cut = True
-            break
-        tic = time.perf_counter()
-        spot, s2, valid, targets = sampler.batch_pairs(config["batch_size"], session.rng)
-        x, s, v, y = (torch.from_numpy(a).to(session.device) for a in (spot, s2, valid, targets))
-        loss = session.criterion(session.model(x, s, v), y)
-        session.optimizer.zero_grad(set_to_none=True)
-        if bool(torch.any(y != IGNORE_INDEX)):
-            loss.backward()
-            session.optimizer.step()
-            total += float(loss.detach())
-        steps += 1
-        session.step_seconds += time.perf_counter() - tic
-        session.step_pixels += y.numel()
-    cut = cut or (deadline is not None and time.monotonic() > deadline)
-    return total / max(steps, 1), cut
+    spot, s2, valid, targets = sampler.batch_pairs(session.config["batch_size"], session.rng)
+    x, s, v, y = (torch.from_numpy(a).to(session.device) for a in (spot, s2, valid, targets))
+    return session.criterion(session.model(x, s, v), y), y

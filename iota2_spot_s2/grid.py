@@ -7,6 +7,7 @@ hand-made index arithmetic.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
 
@@ -94,6 +95,10 @@ class Grid:
         left, bottom, right, top = self.bounds
         return Grid.from_bounds(self.crs, left, bottom, right, top, res)
 
+    def windows(self, size: int) -> Iterator[Window]:
+        """Row-major windows of at most ``size`` x ``size`` pixels covering the grid."""
+        return iter_windows(self.height, self.width, size)
+
     def profile(self, **kwargs: object) -> dict[str, object]:
         """A rasterio profile for writing on this grid; keyword arguments are added to it."""
         base: dict[str, object] = {
@@ -104,6 +109,13 @@ class Grid:
         }
         base.update(kwargs)
         return base
+
+
+def iter_windows(height: int, width: int, size: int) -> Iterator[Window]:
+    """Row-major windows of at most ``size`` x ``size`` pixels covering ``height x width``."""
+    for row in range(0, height, size):
+        for col in range(0, width, size):
+            yield Window(col, row, min(size, width - col), min(size, height - row))
 
 
 def _as_crs(crs: CRS | str | int) -> CRS:

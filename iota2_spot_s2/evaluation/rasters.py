@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import rasterio
@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.evaluation.confusion import NODATA, ConfusionAccumulator
+from iota2_spot_s2.grid import iter_windows
 
 PathLike = str | os.PathLike[str]
 
@@ -41,16 +42,13 @@ def _check_same_grid(ref: DatasetReader, other: DatasetReader, path: PathLike, w
             f"{ref.width}x{ref.height} px: align it on the reference grid first",
         )
     if not ref.transform.almost_equals(other.transform, precision=1e-6):
-        raise InputError(path, f"{what} transform {tuple(other.transform)[:6]} differs from the "
-                         f"reference's {tuple(ref.transform)[:6]}")
+        raise InputError(
+            path,
+            f"{what} transform {tuple(other.transform)[:6]} differs from the "
+            f"reference's {tuple(ref.transform)[:6]}",
+        )
     if ref.crs is not None and other.crs is not None and ref.crs != other.crs:
         raise InputError(path, f"{what} CRS {other.crs} differs from the reference's {ref.crs}")
-
-
-def _windows(width: int, height: int, size: int) -> Iterator[Window]:
-    for row in range(0, height, size):
-        for col in range(0, width, size):
-            yield Window(col, row, min(size, width - col), min(size, height - row))
 
 
 def accumulate_rasters(
@@ -88,7 +86,7 @@ def accumulate_rasters(
         prod = stack.enter_context(_open(produced_path))
         _check_same_grid(ref, prod, produced_path, "produced map")
         read_mask = _mask_reader(mask, ref, stack)
-        windows = list(_windows(ref.width, ref.height, window_size))
+        windows = list(iter_windows(ref.height, ref.width, window_size))
         for win in tqdm(windows, desc="evaluating", unit="window", disable=None, leave=False):
             keep = None
             if read_mask is not None:

@@ -148,8 +148,4 @@ class SourceReader:
 
 def windows(grid: Grid, block: int) -> list[Window]:
     """Row-major blocks of at most ``block`` x ``block`` pixels covering ``grid``."""
-    return [
-        Window(col, row, min(block, grid.width - col), min(block, grid.height - row))
-        for row in range(0, grid.height, block)
-        for col in range(0, grid.width, block)
-    ]
+    return list(grid.windows(block))

@@ -45,6 +45,7 @@ from sklearn.ensemble import RandomForestClassifier
 from tqdm.auto import tqdm
 
 from iota2_spot_s2.evaluation import confusion_matrix, scores
+from iota2_spot_s2.grid import iter_windows
 from iota2_spot_s2.reference import TRAIN, VAL
 from iota2_spot_s2.timeseries.features import (
     INDICES,
@@ -57,7 +58,6 @@ from iota2_spot_s2.timeseries.samples import (
     DEFAULT_WINDOW,
     FeatureSpec,
     features_of,
-    iter_windows,
     pixel_features,
     read_window,
     sample_pixels,

@@ -23,13 +23,13 @@ import xarray as xr
 from rasterio.windows import Window
 from tqdm.auto import tqdm
 
-from iota2_spot_s2.grid import Grid
+from iota2_spot_s2.grid import Grid, iter_windows
 from iota2_spot_s2.inference.tiling import PixelWindow
 from iota2_spot_s2.inference.writers import MapWriter, output_files
 from iota2_spot_s2.nomenclature import Nomenclature
 from iota2_spot_s2.timeseries.classifiers import S2Classifier, check_bands, predict_window
 from iota2_spot_s2.timeseries.gapfill import format_dates
-from iota2_spot_s2.timeseries.samples import DEFAULT_WINDOW, iter_windows, series_grid
+from iota2_spot_s2.timeseries.samples import DEFAULT_WINDOW, series_grid
 
 
 def provenance_tags(clf: S2Classifier, series: xr.DataArray | None = None) -> dict[str, str]:

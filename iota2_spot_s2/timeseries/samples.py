@@ -5,12 +5,12 @@
   iota2's per-class sample caps. Classes with fewer pixels keep them all.
 - :func:`pixel_features`: gap-filled spectro-temporal features of given pixels, reading the lazy
   series one window at a time (only windows holding samples are read).
-- :func:`iter_windows` / :func:`series_grid`: the window grid and the 10 m grid of a series.
+- :func:`series_grid`: the 10 m grid of a series (windows: :func:`iota2_spot_s2.grid.iter_windows`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dask
@@ -45,13 +45,6 @@ def series_grid(series: xr.DataArray) -> Grid:
     origin_x, origin_y = float(xs[0]) - t.a / 2, float(ys[0]) - t.e / 2
     transform = Affine(t.a, t.b, origin_x, t.d, t.e, origin_y)
     return Grid(CRS.from_user_input(series.attrs["crs"]), transform, xs.size, ys.size)
-
-
-def iter_windows(height: int, width: int, size: int) -> Iterator[Window]:
-    """Row-major square windows of ``size`` pixels covering ``height x width``."""
-    for row in range(0, height, size):
-        for col in range(0, width, size):
-            yield Window(col, row, min(size, width - col), min(size, height - row))
 
 
 def read_window(series: xr.DataArray, window: Window) -> tuple[np.ndarray, np.ndarray]:

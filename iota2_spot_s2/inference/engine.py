@@ -219,6 +219,18 @@ class Engine:
             out.append(TileResult(tile, results.get(i, empty), invalid))
         return out
 
+    def predict_in_memory(
+        self, array: np.ndarray, tile: int | None, *, progress: bool = False
+    ) -> np.ndarray:
+        """Probabilities ``(K, H, W)`` of an in-memory ``(C, H, W)`` image, tile by tile."""
+        source = ArraySource(array)
+        out = np.empty((self.n_classes, source.height, source.width), np.float32)
+        tiles = self.plan(source.height, source.width, tile)
+        for res in self.iter_results(source, tiles, skip_invalid=False, progress=progress):
+            core = res.tile.core
+            out[:, core.row : core.row_stop, core.col : core.col_stop] = res.proba
+        return out
+
     def iter_results(
         self,
         source: WindowSource,
@@ -296,10 +308,4 @@ def predict_array(
         channels_last=channels_last,
     )
     with engine:
-        source = ArraySource(np.asarray(array))
-        out = np.empty((engine.n_classes, source.height, source.width), np.float32)
-        tiles = engine.plan(source.height, source.width, tile)
-        for res in engine.iter_results(source, tiles, skip_invalid=False, progress=progress):
-            core = res.tile.core
-            out[:, core.row : core.row_stop, core.col : core.col_stop] = res.proba
-    return out
+        return engine.predict_in_memory(np.asarray(array), tile, progress=progress)

@@ -226,13 +226,7 @@ def predict_early_fusion_array(
         channels_last=channels_last,
     )
     with engine:
-        source = ArraySource(np.asarray(spot))
-        out = np.empty((engine.n_classes, source.height, source.width), np.float32)
-        tiles = engine.plan(source.height, source.width, tile)
-        for res in engine.iter_results(source, tiles, skip_invalid=False, progress=progress):
-            core = res.tile.core
-            out[:, core.row : core.row_stop, core.col : core.col_stop] = res.proba
-    return out
+        return engine.predict_in_memory(np.asarray(spot), tile, progress=progress)
 
 
 def predict_early_fusion_map(

@@ -115,6 +115,50 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_iota2_step(args: argparse.Namespace) -> int:
+    from iota2_spot_s2.iota2 import run_step
+    from iota2_spot_s2.settings import load_config
+
+    for done in run_step(load_config(args.config), tiles=args.tile):
+        print(f"{done.tile} seed {done.seed}: {done.classif['classes']}")
+    return 0
+
+
+def _cmd_iota2_features(args: argparse.Namespace) -> int:
+    from iota2_spot_s2.iota2 import feature_fusion
+    from iota2_spot_s2.settings import load_config
+
+    route = feature_fusion(load_config(args.config), tiles=args.tile, seed=args.seed)
+    for tile, files in route.files.items():
+        print(f"{tile}: " + ", ".join(str(p) for p in files.values()))
+    print(f"iota2 cfg registering them: {route.cfg}")
+    return 0
+
+
+def _cmd_iota2_fuse(args: argparse.Namespace) -> int:
+    from iota2_spot_s2.iota2 import decision_fusion
+    from iota2_spot_s2.settings import load_config
+
+    for done in decision_fusion(load_config(args.config), tiles=args.tile, rule=args.rule):
+        print(f"{done.tile} seed {done.seed} ({done.rule}, iota2 {done.iota2_source}, "
+              f"masses from {done.validation}): {done.paths['classes']}")  # fmt: skip
+        for name, sc in done.scores.items():
+            print(f"  {name:6s} OA {sc['overall_accuracy']:.4f}  kappa {sc['kappa']:.4f}  "
+                  f"mean F1 {sc['mean_f1']:.4f}  ({sc['pixels']} test px)")  # fmt: skip
+    return 0
+
+
+def _cmd_iota2_check(args: argparse.Namespace) -> int:
+    from iota2_spot_s2.iota2 import check_cfg_paths
+    from iota2_spot_s2.settings import load_config
+
+    for name, path in check_cfg_paths(args.config):
+        print(f"{name}: {path}")
+    load_config(args.config)
+    print(f"{args.config}: every path exists; the spot_s2_fusion section is valid")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``fuse-classify`` (one sub-command per stage)."""
     parser = argparse.ArgumentParser(
@@ -155,7 +199,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     _add_stage_parsers(sub)
+    _add_iota2_parsers(sub)
     return parser
+
+
+def _add_iota2_parsers(sub: argparse._SubParsersAction) -> None:
+    from iota2_spot_s2.settings import LATE_RULES
+
+    group = sub.add_parser("iota2", help="iota2 plugin: the FCN step, feature and decision fusion")
+    routes = group.add_subparsers(dest="route", required=True)
+    handlers = {
+        "step": (_cmd_iota2_step, "SPOT FCN per tile into classif/ (*_SPOT.tif, iota2 names)"),
+        "features": (_cmd_iota2_features, "feature level: SPOT userFeat tree + cfg registering it"),
+        "fuse": (_cmd_iota2_fuse, "decision level: iota2's classif/ fused with the SPOT FCN's"),
+        "check": (_cmd_iota2_check, "check every path and the plugin section of an iota2 cfg"),
+    }
+    for name, (func, text) in handlers.items():
+        p = routes.add_parser(name, help=text)
+        p.add_argument("config", help="iota2 cfg file with a spot_s2_fusion section")
+        if name != "check":
+            p.add_argument("--tile", action="append", help="only this tile (repeatable)")
+        if name == "features":
+            p.add_argument("--seed", type=int, default=0, help="seed of the FCN to use")
+        if name == "fuse":
+            p.add_argument(
+                "--rule", choices=LATE_RULES, help="late-fusion rule (default: decision_rule)"
+            )
+        p.set_defaults(func=func)
 
 
 def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:

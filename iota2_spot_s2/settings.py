@@ -43,10 +43,15 @@ CAMEL_TO_SNAKE = {
     "userFeatPath": "user_feat_path",
 }
 
+#: iota2's older camelCase section names and their current names.
+SECTION_ALIASES = {"argTrain": "arg_train", "argClassification": "arg_classification"}
+
 #: Single-sensor and fused strategies; ``late-<rule>`` takes a rule of :mod:`iota2_spot_s2.fusion`.
 SINGLE_STRATEGIES = ("spot", "s2-rf", "s2-tempcnn", "early")
 LATE_RULES = ("mean", "weighted_mean", "product", "vote", "dempster_shafer", "dempster_shafer_otb")
 STRATEGIES = SINGLE_STRATEGIES + tuple(f"late-{rule}" for rule in LATE_RULES)
+#: SPOT-derived features the feature-level iota2 route can write (userFeat / external features).
+SPOT_FEATURES = ("probabilities", "texture")
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,10 @@ class PluginSettings:
     tile_size: int = 512
     write_probabilities: bool = True
     simulated: bool = False
+    checkpoint: Path | None = None
+    iota2_model: str = "1"
+    decision_rule: str = "dempster_shafer_otb"
+    spot_features: tuple[str, ...] = ("probabilities", "texture")
     training: TrainingSettings = field(default_factory=TrainingSettings)
 
 
@@ -109,6 +118,12 @@ class RunConfig:
     source: Path
     chain: ChainSettings
     plugin: PluginSettings
+    runs: int = 1
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """iota2's seeds ``0 .. arg_train.runs - 1`` (the ``seed_<S>`` of its file names)."""
+        return tuple(range(self.runs))
 
 
 def load_config(path: str | os.PathLike[str], *, check_paths: bool = True) -> RunConfig:
@@ -129,10 +144,25 @@ def load_config(path: str | os.PathLike[str], *, check_paths: bool = True) -> Ru
     base = source.parent
     chain = _chain_settings(source, raw.get("chain"), base)
     plugin = _plugin_settings(source, raw.get(PLUGIN_SECTION, {}), base, chain)
-    run = RunConfig(source=source, chain=chain, plugin=plugin)
+    run = RunConfig(source=source, chain=chain, plugin=plugin, runs=_runs(source, raw))
     if check_paths:
         _check_paths(run)
     return run
+
+
+def _runs(source: Path, raw: dict[str, Any]) -> int:
+    """``arg_train.runs`` (older ``argTrain.runs``): how many seeds iota2 runs (default 1)."""
+    values: dict[str, Any] = {}
+    for name in ("arg_train", "argTrain"):
+        section = raw.get(name)
+        if isinstance(section, dict) and "runs" in section:
+            values[name] = section["runs"]
+    if len(set(map(str, values.values()))) > 1:
+        raise InputError(source, f"argTrain.runs contradicts arg_train.runs ({values})")
+    runs = next(iter(values.values()), 1)
+    if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
+        raise InputError(source, f"arg_train.runs must be a positive integer, got {runs!r}")
+    return runs
 
 
 def _normalise_chain(source: Path, chain: dict[str, Any]) -> dict[str, Any]:
@@ -160,13 +190,13 @@ def _chain_settings(source: Path, chain: Any, base: Path) -> ChainSettings:
 
     def opt_path(name: str) -> Path | None:
         value = values.get(name)
-        return _resolve(base, value) if value not in (None, "", "None") else None
+        return resolve_path(base, value) if value not in (None, "", "None") else None
 
     resolution = values.get("spatial_resolution")
     if isinstance(resolution, list | tuple):
         resolution = resolution[0] if resolution else None
     return ChainSettings(
-        output_path=_resolve(base, values["output_path"]),
+        output_path=resolve_path(base, values["output_path"]),
         list_tile=tiles,
         ground_truth=opt_path("ground_truth"),
         data_field=str(values.get("data_field", "code")),
@@ -191,7 +221,7 @@ def _plugin_settings(
     spot_raw = values.pop("spot_images", {})
     if not isinstance(spot_raw, dict):
         raise InputError(source, f"{PLUGIN_SECTION}.spot_images must map tile names to paths")
-    spot_images = {str(tile): _resolve(base, p) for tile, p in spot_raw.items()}
+    spot_images = {str(tile): resolve_path(base, p) for tile, p in spot_raw.items()}
     unknown_tiles = sorted(set(spot_images) - set(chain.list_tile))
     if unknown_tiles:
         raise InputError(
@@ -199,11 +229,12 @@ def _plugin_settings(
             f"{PLUGIN_SECTION}.spot_images names tiles not in chain.list_tile: "
             f"{', '.join(unknown_tiles)}",
         )
-    for listed in ("models", "strategies"):
+    for listed in ("models", "strategies", "spot_features"):
         if listed in values and isinstance(values[listed], str):
             values[listed] = values[listed].split()
-    if values.get("mapping_table"):
-        values["mapping_table"] = _resolve(base, values["mapping_table"])
+    for name in ("mapping_table", "checkpoint"):
+        if values.get(name):
+            values[name] = resolve_path(base, values[name])
     plugin = _dataclass_from(source, PLUGIN_SECTION, PluginSettings, values)
     plugin = dataclasses.replace(
         plugin,
@@ -211,6 +242,8 @@ def _plugin_settings(
         training=training,
         models=tuple(plugin.models),
         strategies=tuple(plugin.strategies),
+        spot_features=tuple(plugin.spot_features),
+        iota2_model=str(plugin.iota2_model),
     )
     _check_strategies(source, plugin, chain)
     return plugin
@@ -223,6 +256,19 @@ def _check_strategies(source: Path, plugin: PluginSettings, chain: ChainSettings
             source,
             f"{PLUGIN_SECTION}.strategies: unknown {', '.join(unknown)} "
             f"(known: spot, s2-rf, s2-tempcnn, early, late-<{'|'.join(LATE_RULES)}>)",
+        )
+    if plugin.decision_rule not in LATE_RULES:
+        raise InputError(
+            source,
+            f"{PLUGIN_SECTION}.decision_rule must be one of {', '.join(LATE_RULES)}, "
+            f"got {plugin.decision_rule!r}",
+        )
+    bad = sorted(set(plugin.spot_features) - set(SPOT_FEATURES))
+    if bad or not plugin.spot_features:
+        raise InputError(
+            source,
+            f"{PLUGIN_SECTION}.spot_features: unknown {', '.join(bad) or '(empty)'} "
+            f"(known: {', '.join(SPOT_FEATURES)})",
         )
     if plugin.s2_classifier not in ("rf", "tempcnn"):
         raise InputError(source, f"{PLUGIN_SECTION}.s2_classifier must be 'rf' or 'tempcnn'")
@@ -255,7 +301,8 @@ def _dataclass_from(source: Path, where: str, cls: Any, values: Any) -> Any:
         raise InputError(source, f"{where}: {exc}") from exc
 
 
-def _resolve(base: Path, value: Any) -> Path:
+def resolve_path(base: Path, value: Any) -> Path:
+    """A cfg path value, ``~`` and ``$VARS`` expanded, relative ones taken from ``base``."""
     path = Path(os.path.expandvars(os.path.expanduser(str(value))))
     return path if path.is_absolute() else (base / path)
 
@@ -268,6 +315,7 @@ def _check_paths(run: RunConfig) -> None:
         ("chain.nomenclature_path", chain.nomenclature_path),
         ("chain.color_table", chain.color_table),
         (f"{PLUGIN_SECTION}.mapping_table", plugin.mapping_table),
+        (f"{PLUGIN_SECTION}.checkpoint", plugin.checkpoint),
     ]
     named += [(f"{PLUGIN_SECTION}.spot_images.{t}", p) for t, p in plugin.spot_images.items()]
     for name, path in named:

@@ -10,6 +10,10 @@ Files (all on the target grid):
 - ``choice``: uint8 choice map (0 none, 1 all agree, 2 first source, 3 second source, ...,
   see :func:`iota2_spot_s2.fusion.choice_map`), no nodata value (0 is a legal value).
 
+With ``encoding="iota2"`` the confidence and probabilities follow iota2's ``classif/`` files
+instead: confidence float32 max fused probability in [0, 1] and ``PROBAMAP``-like uint16
+probabilities, both 0 where no source has data and without a nodata value (iota2 sets none).
+
 Nothing appears under a final name before every window is written; on error every partial file
 is deleted.
 """
@@ -36,6 +40,7 @@ PROBA_NODATA = 65535
 PROBA_SCALE = 1000
 UNDECIDED_COLOR = (128, 128, 128, 255)
 KINDS = ("classes", "confidence", "proba", "choice")
+ENCODINGS = ("cog", "iota2")
 
 
 @dataclass(frozen=True)
@@ -50,26 +55,36 @@ class OutputSpec:
 
 
 def output_specs(
-    paths: Mapping[str, Path], codes: Sequence[int], nodata_label: int, undecided_label: int
+    paths: Mapping[str, Path],
+    codes: Sequence[int],
+    nodata_label: int,
+    undecided_label: int,
+    encoding: str = "cog",
 ) -> list[OutputSpec]:
     """Layouts of the outputs named in ``paths`` (keys among :data:`KINDS`)."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
     top = max(*codes, nodata_label, undecided_label)
+    iota2 = encoding == "iota2"
     layouts = {
         "classes": (1, "uint8" if top <= 255 else "uint16", nodata_label),
-        "confidence": (1, "uint8", CONFIDENCE_NODATA),
-        "proba": (len(codes), "uint16", PROBA_NODATA),
+        "confidence": (1, "float32", None) if iota2 else (1, "uint8", CONFIDENCE_NODATA),
+        "proba": (len(codes), "uint16", None if iota2 else PROBA_NODATA),
         "choice": (1, "uint8", None),
     }
     return [OutputSpec(kind, Path(paths[kind]), *layouts[kind]) for kind in KINDS if kind in paths]
 
 
-def encode(result: FusionResult) -> dict[str, np.ndarray]:
-    """The arrays of each output kind for one window."""
+def encode(result: FusionResult, encoding: str = "cog") -> dict[str, np.ndarray]:
+    """The arrays of each output kind for one window (see the module docstring)."""
     invalid = ~result.valid
-    confidence = np.rint(np.nan_to_num(result.confidence) * 100).astype(np.uint8)
-    confidence[invalid] = CONFIDENCE_NODATA
+    iota2 = encoding == "iota2"
+    confidence = np.nan_to_num(result.confidence).astype(np.float32)
+    if not iota2:
+        confidence = np.rint(confidence * 100).astype(np.uint8)
+    confidence[invalid] = 0 if iota2 else CONFIDENCE_NODATA
     proba = np.rint(np.nan_to_num(result.probabilities) * PROBA_SCALE).astype(np.uint16)
-    proba[:, invalid] = PROBA_NODATA
+    proba[:, invalid] = 0 if iota2 else PROBA_NODATA
     return {
         "classes": result.classes[None],
         "confidence": confidence[None],
@@ -89,10 +104,12 @@ class FusionWriter:
         nomenclature: Nomenclature | None,
         tags: Mapping[str, str],
         undecided_label: int,
+        encoding: str = "cog",
     ) -> None:
         self.specs, self.grid, self.codes = list(specs), grid, list(codes)
         self.nomenclature, self.tags = nomenclature, dict(tags)
         self.undecided_label = undecided_label
+        self.encoding = encoding
         self._open: list[tuple[OutputSpec, Path, DatasetWriter]] = []
 
     @contextlib.contextmanager
@@ -115,7 +132,7 @@ class FusionWriter:
 
     def write(self, window: Window, result: FusionResult) -> None:
         """Write one window of fused maps."""
-        arrays = encode(result)
+        arrays = encode(result, self.encoding)
         for spec, _, dst in self._open:
             dst.write(arrays[spec.kind].astype(spec.dtype, copy=False), window=window)
 
@@ -138,7 +155,8 @@ class FusionWriter:
                 table.setdefault(self.undecided_label, UNDECIDED_COLOR)
                 dst.write_colormap(1, table)
         elif spec.kind == "confidence":
-            dst.set_band_description(1, "fused confidence (100 x max fused probability)")
+            scale = "" if self.encoding == "iota2" else "100 x "
+            dst.set_band_description(1, f"fused confidence ({scale}max fused probability)")
         elif spec.kind == "choice":
             dst.set_band_description(1, "choice: 0 none, 1 all agree, 1+s source s alone")
         else:

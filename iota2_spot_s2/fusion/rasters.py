@@ -103,6 +103,8 @@ def fuse_rasters(
     resampling: str | Resampling | None = None,
     write_proba: bool = True,
     block: int = 512,
+    kinds: Sequence[str] | None = None,
+    encoding: str = "cog",
 ) -> FusedRasters:
     """Fuse probability rasters (or class maps) into class, confidence, probability, choice COGs.
 
@@ -128,6 +130,11 @@ def fuse_rasters(
         resampling: Force the GDAL resampling used to warp probability sources.
         write_proba: Write the fused probabilities.
         block: Window size in pixels.
+        kinds: Outputs to write, among classes, confidence, proba, choice (default all;
+            ``proba`` only with ``write_proba``).
+        encoding: ``"cog"`` (our maps' layout) or ``"iota2"`` (confidence float 0-1 and
+            ``PROBAMAP`` 0-1000 without nodata, as in iota2's ``classif/``; see
+            :mod:`iota2_spot_s2.fusion._writer`).
 
     Raises:
         InputError: If a source is unreadable or its bands do not match ``codes``.
@@ -145,12 +152,22 @@ def fuse_rasters(
     sources = [inspect_source(p, plan.codes) for p in paths]
     target = grid or sources[0].grid
     chosen = {**default_names(prefix), **(names or {})}
+    wanted = KINDS if kinds is None else tuple(kinds)
+    unknown = sorted(set(wanted) - set(KINDS))
+    if unknown:
+        raise ValueError(f"unknown output kinds {unknown} (known: {', '.join(KINDS)})")
     out_paths = {
-        kind: Path(out_dir) / chosen[kind] for kind in KINDS if kind != "proba" or write_proba
+        kind: Path(out_dir) / chosen[kind]
+        for kind in KINDS
+        if kind in wanted and (kind != "proba" or write_proba)
     }
-    specs = output_specs(out_paths, plan.codes, plan.nodata_label, plan.undecided_label)
+    specs = output_specs(
+        out_paths, plan.codes, plan.nodata_label, plan.undecided_label, encoding
+    )
     tags = {"FUSION_RULE": rule, "FUSION_SOURCES": ";".join(str(p) for p in paths)}
-    writer = FusionWriter(specs, target, plan.codes, nomenclature, tags, plan.undecided_label)
+    writer = FusionWriter(
+        specs, target, plan.codes, nomenclature, tags, plan.undecided_label, encoding
+    )
     labels_only = rule in LABEL_RULES and all(s.kind == "labels" for s in sources)
     with contextlib.ExitStack() as stack, writer.session():
         readers = [SourceReader(s, target, stack, resampling, plan.nodata_label) for s in sources]

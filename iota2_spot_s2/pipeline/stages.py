@@ -86,15 +86,20 @@ def prepare_reference(
     nomenclature: Nomenclature | None = None,
     s2_grid: Grid | None = None,
     layer: str | None = None,
+    holdout: np.ndarray | None = None,
 ) -> PreparedReference:
     """Rasterize the reference on the image grid, split it 64/16/20 by blocks, write both.
+
+    ``holdout`` (bool, on the grid the blocks are drawn on) forces pixels into the test subset,
+    whatever their block: e.g. iota2's validation polygons, so that no model trained here sees
+    the pixels iota2 validates on.
 
     With ``s2_grid`` the blocks are drawn on the Sentinel-2 grid (labels rasterized there too)
     and carried onto the image grid by nearest neighbour: every SPOT pixel takes the subset of
     the 10 m pixel holding its centre, so no 10 m pixel straddles two subsets and the SPOT,
     Sentinel-2 and fused strategies are all scored on the same test blocks.
     """
-    from iota2_spot_s2.reference import split_blocks, split_summary
+    from iota2_spot_s2.reference import TEST, split_blocks, split_summary
 
     grid = image_grid(image)
     labels, report = read_labels(
@@ -106,13 +111,15 @@ def prepare_reference(
     block = max(4, int(round(block_m / split_grid.res[0])))
     s2_labels = s2_split = None
     if s2_grid is None:
-        split = split_blocks(labels, block_size=block, seed=seed)
+        split = _hold_out(split_blocks(labels, block_size=block, seed=seed), labels, holdout, TEST)
     else:
         s2_labels, _ = read_labels(
             reference, s2_grid, field, mapping=mapping, nomenclature=nomenclature, layer=layer
         )
         s2_split = split_blocks(s2_labels, block_size=block, seed=seed)
         whole_blocks = spread_over_blocks(s2_split, block)
+        s2_split = _hold_out(s2_split, s2_labels, holdout, TEST)
+        whole_blocks = _hold_out(whole_blocks, None, holdout, TEST)
         split = np.where(labels > 0, warp_nearest(whole_blocks, s2_grid, grid), 0).astype(np.uint8)
         write_band(out_dir / "s2_labels.tif", s2_labels, s2_grid, nomenclature=nomenclature)
         write_band(out_dir / "s2_split.tif", s2_split.astype(np.uint8), s2_grid)
@@ -127,6 +134,18 @@ def prepare_reference(
     return PreparedReference(
         grid, labels, split, labels_path, split_path, report, s2_grid, s2_labels, s2_split
     )
+
+
+def _hold_out(
+    split: np.ndarray, labels: np.ndarray | None, holdout: np.ndarray | None, test: int
+) -> np.ndarray:
+    """``split`` with the ``holdout`` pixels moved to the test subset (labelled ones only)."""
+    if holdout is None:
+        return split
+    if holdout.shape != split.shape:
+        raise ValueError(f"holdout {holdout.shape} is not on the split grid {split.shape}")
+    forced = holdout if labels is None else holdout & (labels > 0)
+    return np.where(forced, test, np.where(holdout, 0, split)).astype(split.dtype)
 
 
 def spread_over_blocks(split: np.ndarray, block: int) -> np.ndarray:

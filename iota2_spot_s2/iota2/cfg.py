@@ -1,0 +1,132 @@
+"""iota2 cfg files written by the plugin, and the check of every path a cfg names.
+
+:func:`write_feature_cfg` copies the user's cfg (paths made absolute, since the copy lives
+elsewhere) and registers the SPOT features twice: as a userFeat sensor (``chain.user_feat_path``
++ ``userFeat: { arbo, patterns }``) and as external features (``external_features: { module,
+functions, concat_mode }``, the module being :mod:`iota2_spot_s2.iota2.external_features`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import config as cfgparser
+
+from iota2_spot_s2.errors import InputError
+from iota2_spot_s2.io import atomic_output
+from iota2_spot_s2.iota2.names import USER_FEAT_PATTERNS
+from iota2_spot_s2.settings import CAMEL_TO_SNAKE, PLUGIN_SECTION, format_cfg, resolve_path
+
+#: ``chain`` fields holding paths (snake_case; camelCase spellings are mapped).
+CHAIN_PATH_FIELDS = (
+    "output_path", "s2_path", "ground_truth", "nomenclature_path", "color_table",
+    "user_feat_path", "region_path", "s1_path", "l8_path",
+)  # fmt: skip
+#: The plugin's path fields (``spot_images`` maps tiles to paths).
+PLUGIN_PATH_FIELDS = ("mapping_table", "checkpoint")
+#: Paths that are outputs (need not exist yet, but their parent must).
+OUTPUT_FIELDS = ("output_path", "user_feat_path")
+#: External-features functions registered by :func:`write_feature_cfg`, per feature kind.
+EXTERNAL_FUNCTIONS = {
+    "probabilities": ("get_spot_fcn_proba",),
+    "texture": ("get_spot_texture", "get_spot_s2_ndvi_gap"),
+}
+
+
+def read_cfg(path: Path) -> dict[str, Any]:
+    """The cfg as nested dicts, parsed by the ``config`` package (iota2's parser)."""
+    try:
+        return dict(cfgparser.Config(str(path)).as_dict())
+    except (OSError, cfgparser.ConfigError, cfgparser.RecognizerError) as exc:
+        raise InputError(path, f"not a valid iota2 cfg file ({exc})") from exc
+
+
+def path_fields(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(field, value)`` of every path the cfg names (chain, plugin, external features)."""
+    found: list[tuple[str, str]] = []
+    for key, value in (raw.get("chain") or {}).items():
+        if CAMEL_TO_SNAKE.get(key, key) in CHAIN_PATH_FIELDS and _is_set(value):
+            found.append((f"chain.{key}", str(value)))
+    plugin = raw.get(PLUGIN_SECTION) or {}
+    for key in PLUGIN_PATH_FIELDS:
+        if _is_set(plugin.get(key)):
+            found.append((f"{PLUGIN_SECTION}.{key}", str(plugin[key])))
+    for tile, value in (plugin.get("spot_images") or {}).items():
+        found.append((f"{PLUGIN_SECTION}.spot_images.{tile}", str(value)))
+    module = (raw.get("external_features") or {}).get("module")
+    if _is_set(module):
+        found.append(("external_features.module", str(module)))
+    return found
+
+
+def check_cfg_paths(path: str | os.PathLike[str]) -> list[tuple[str, Path]]:
+    """Every path the cfg names, resolved; inputs must exist, outputs' parents must.
+
+    Returns:
+        ``(field, resolved path)`` of every path checked.
+
+    Raises:
+        InputError: Naming the cfg, the first field whose path is missing.
+
+    """
+    source = Path(path)
+    raw = read_cfg(source)
+    checked: list[tuple[str, Path]] = []
+    for name, value in path_fields(raw):
+        resolved = resolve_path(source.parent, value)
+        output = CAMEL_TO_SNAKE.get(name.split(".")[-1], name.split(".")[-1]) in OUTPUT_FIELDS
+        must_exist = resolved.parent if output else resolved
+        if not must_exist.exists():
+            raise InputError(source, f"{name} points to a missing path: {must_exist}")
+        checked.append((name, resolved))
+    return checked
+
+
+def absolute_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A copy of the cfg with every path field made absolute (relative to ``base``)."""
+    out = {name: dict(body) if isinstance(body, dict) else body for name, body in raw.items()}
+    chain = out.get("chain") or {}
+    for key, value in list(chain.items()):
+        if CAMEL_TO_SNAKE.get(key, key) in CHAIN_PATH_FIELDS and _is_set(value):
+            chain[key] = str(resolve_path(base, value))
+    plugin = out.get(PLUGIN_SECTION)
+    if isinstance(plugin, dict):
+        for key in PLUGIN_PATH_FIELDS:
+            if _is_set(plugin.get(key)):
+                plugin[key] = str(resolve_path(base, plugin[key]))
+        images = plugin.get("spot_images") or {}
+        plugin["spot_images"] = {t: str(resolve_path(base, p)) for t, p in images.items()}
+    return out
+
+
+def write_feature_cfg(
+    source: Path, out: Path, user_feat_path: Path, features: tuple[str, ...]
+) -> Path:
+    """Write ``out``: the cfg ``source`` with the SPOT features registered (module docstring)."""
+    from iota2_spot_s2.iota2 import external_features
+
+    raw = absolute_paths(read_cfg(source), source.parent)
+    chain = raw.setdefault("chain", {})
+    camel = any(key in CAMEL_TO_SNAKE for key in chain)
+    chain.pop("userFeatPath", None)
+    chain.pop("user_feat_path", None)
+    chain["userFeatPath" if camel else "user_feat_path"] = str(user_feat_path)
+    raw["userFeat"] = {
+        "arbo": "/*",
+        "patterns": ",".join(USER_FEAT_PATTERNS[f] for f in features),
+    }
+    functions = [name for f in features for name in EXTERNAL_FUNCTIONS[f]]
+    raw["external_features"] = {
+        "module": str(Path(external_features.__file__).resolve()),
+        "functions": " ".join(functions),
+        "concat_mode": True,
+    }
+    with atomic_output(out) as tmp:
+        tmp.write_text(format_cfg(raw))
+    return out
+
+
+def _is_set(value: Any) -> bool:
+    return value not in (None, "", "None")

@@ -1,0 +1,213 @@
+"""The SPOT FCN on one iota2 tile: train (or load), map, write iota2's ``classif/`` files.
+
+Per tile and seed ``S`` (``arg_train.runs`` seeds), with ``M = spot_s2_fusion.iota2_model``:
+
+1. the tile grid (:func:`~iota2_spot_s2.iota2.tree.tile_grid`) and the part of the tile's SPOT
+   image over it;
+2. the model: ``spot_s2_fusion.checkpoint`` when given, else an FCN trained on the tile
+   (``spot_s2/<TILE>/models/fcn_seed_<S>.pt``, resumable) from ``chain.ground_truth``, blocks
+   drawn on the tile grid with seed ``S``; when iota2's ``dataAppVal/<TILE>_seed_<S>_val.sqlite``
+   exists its polygons are held out of training (put in the test subset), so fused masses
+   measured on them are not biased towards the FCN;
+3. the SPOT-grid maps (``spot_s2/<TILE>/maps/fcn_seed_<S>_*.tif``, 1.5 m COGs);
+4. their probabilities averaged onto the tile grid (GDAL ``average`` warping), written as
+   ``classif/Classif_<TILE>_model_<M>_seed_<S>_SPOT.tif`` (uint8 codes, 0 nodata),
+   ``classif/<TILE>_model_<M>_confidence_seed_<S>_SPOT.tif`` (float32 0-1) and
+   ``classif/PROBAMAP_<TILE>_model_<M>_seed_<S>_SPOT.tif`` (uint16 0-1000, one band per class in
+   increasing code order, 0 where SPOT does not cover the tile).
+
+The long parts resume: a rerun continues the checkpoint and keeps fingerprinted SPOT maps; the
+10 m ``classif/`` files are rewritten (seconds), atomically.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import xarray as xr
+from affine import Affine
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window, from_bounds
+
+from iota2_spot_s2.errors import InputError
+from iota2_spot_s2.grid import Grid
+from iota2_spot_s2.iota2.names import SPOT_SUFFIX, classif_names
+from iota2_spot_s2.iota2.tree import iota2_validation, tile_grid
+from iota2_spot_s2.nomenclature import Nomenclature
+from iota2_spot_s2.settings import RunConfig
+
+
+@dataclass(frozen=True)
+class TileJob:
+    """One input of the step: a tile and a seed."""
+
+    tile: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class SpotClassification:
+    """What :func:`classify_tile` wrote for one tile and seed."""
+
+    tile: str
+    seed: int
+    grid: Grid
+    classif: dict[str, Path]
+    spot_maps: dict[str, Path]
+    checkpoint: Path
+    class_codes: tuple[int, ...]
+    reference_dir: Path | None
+
+
+def require_s2_path(run: RunConfig) -> Path:
+    """``chain.s2_path``, which gives the tile grids of every iota2 route."""
+    if run.chain.s2_path is None:
+        raise InputError(run.source, "chain.s2_path is required: it gives iota2's tile grids")
+    return run.chain.s2_path
+
+
+def spot_image_of(run: RunConfig, tile: str) -> Path:
+    """The SPOT image of ``tile`` (``spot_s2_fusion.spot_images``)."""
+    if tile not in run.plugin.spot_images:
+        raise InputError(run.source, f"spot_s2_fusion.spot_images has no image for tile {tile}")
+    return run.plugin.spot_images[tile]
+
+
+def crop_to_grid(image: xr.DataArray, grid: Grid, path: Path) -> xr.DataArray:
+    """The pixels of a lazy ``(band, y, x)`` image over ``grid``'s bounds (nothing resampled).
+
+    Raises:
+        InputError: If the image does not overlap the grid.
+
+    """
+    from rasterio.crs import CRS
+
+    transform = Affine(*image.attrs["transform"][:6])
+    bounds = transform_bounds(grid.crs, CRS.from_user_input(image.attrs["crs"]), *grid.bounds)
+    exact = from_bounds(*bounds, transform=transform)
+    c0, r0 = math.floor(exact.col_off + 1e-6), math.floor(exact.row_off + 1e-6)
+    c1 = math.ceil(exact.col_off + exact.width - 1e-6)
+    r1 = math.ceil(exact.row_off + exact.height - 1e-6)
+    win = Window(c0, r0, c1 - c0, r1 - r0)
+    full = Window(0, 0, image.sizes["x"], image.sizes["y"])
+    try:
+        win = win.intersection(full)
+    except rasterio.errors.WindowError:
+        win = Window(0, 0, 0, 0)
+    if win.width < 1 or win.height < 1:
+        raise InputError(path, "the SPOT image does not overlap the tile")
+    r0, c0 = int(win.row_off), int(win.col_off)
+    cropped = image.isel(y=slice(r0, r0 + int(win.height)), x=slice(c0, c0 + int(win.width)))
+    cropped.attrs = dict(image.attrs, transform=tuple(transform * Affine.translation(c0, r0))[:6])
+    return cropped
+
+
+def classify_tile(
+    run: RunConfig, job: TileJob, nomenclature: Nomenclature | None = None
+) -> SpotClassification:
+    """Train (or load) the SPOT FCN for one tile and seed and write its ``classif/`` files."""
+    from iota2_spot_s2.fusion import fuse_rasters
+    from iota2_spot_s2.inference import predict_map
+    from iota2_spot_s2.sensors import open_spot
+    from iota2_spot_s2.training import load_model
+
+    chain, plugin = run.chain, run.plugin
+    grid = tile_grid(require_s2_path(run), job.tile, chain.spatial_resolution)
+    spot_path = spot_image_of(run, job.tile)
+    spot = crop_to_grid(open_spot(spot_path), grid, spot_path)
+    work = chain.output_path / "spot_s2" / job.tile
+    checkpoint, reference_dir = _model(run, job, spot, grid, work, nomenclature)
+    model = load_model(checkpoint)
+    codes = tuple(int(c) for c in np.asarray(model.class_codes).tolist())
+    maps = predict_map(
+        model, spot, work / "maps", tile=plugin.tile_size, write_proba=True,
+        nomenclature=nomenclature, prefix=f"fcn_seed_{job.seed}",
+    )  # fmt: skip
+    assert maps.proba is not None
+    names = classif_names(job.tile, plugin.iota2_model, job.seed, SPOT_SUFFIX)
+    paths = names.paths(chain.output_path / "classif")
+    fuse_rasters(
+        [maps.proba], chain.output_path / "classif", codes=codes, rule="mean", grid=grid,
+        names={k: str(p) for k, p in paths.items()}, kinds=("classes", "confidence", "proba"),
+        encoding="iota2", nomenclature=nomenclature,
+    )  # fmt: skip
+    spot_maps = {"classes": maps.class_map, "confidence": maps.confidence, "proba": maps.proba}
+    return SpotClassification(
+        job.tile, job.seed, grid, paths, spot_maps, checkpoint, codes, reference_dir
+    )
+
+
+def _model(
+    run: RunConfig,
+    job: TileJob,
+    spot: xr.DataArray,
+    grid: Grid,
+    work: Path,
+    nomenclature: Nomenclature | None,
+) -> tuple[Path, Path | None]:
+    """The checkpoint to map with: the configured one, or one trained on this tile and seed."""
+    from iota2_spot_s2.pipeline.stages import prepare_reference
+    from iota2_spot_s2.training import train
+
+    chain, plugin = run.chain, run.plugin
+    if plugin.checkpoint is not None:
+        return plugin.checkpoint, None
+    if chain.ground_truth is None:
+        raise InputError(
+            run.source, "chain.ground_truth (or spot_s2_fusion.checkpoint) is required"
+        )
+    reference_dir = work / f"reference_seed_{job.seed}"
+    prepared = prepare_reference(
+        spot, chain.ground_truth, chain.data_field, reference_dir, block_m=plugin.split_block_m,
+        seed=job.seed, mapping=plugin.mapping_table, nomenclature=nomenclature, s2_grid=grid,
+        layer=plugin.reference_layer, holdout=_iota2_holdout(run, job, grid, nomenclature),
+    )  # fmt: skip
+    codes = (
+        list(nomenclature.codes)
+        if nomenclature
+        else sorted(int(c) for c in np.unique(prepared.labels) if c)
+    )
+    result = train(
+        spot, prepared.labels, prepared.split, model_name="fcn", class_codes=codes,
+        checkpoint_path=work / "models" / f"fcn_seed_{job.seed}.pt", seed=job.seed,
+        **asdict(plugin.training),
+    )  # fmt: skip
+    return result.checkpoint_path, reference_dir
+
+
+def _iota2_holdout(
+    run: RunConfig, job: TileJob, grid: Grid, nomenclature: Nomenclature | None
+) -> np.ndarray | None:
+    """Pixels of iota2's validation polygons for this tile and seed, if iota2 drew them."""
+    vector = iota2_validation(run.chain.output_path, job.tile, job.seed)
+    if vector is None:
+        return None
+    # every tile pixel a polygon touches: no SPOT pixel inside one may stay in training
+    return validation_labels(run, vector, grid, nomenclature, all_touched=True) > 0
+
+
+def validation_labels(
+    run: RunConfig,
+    vector: Path,
+    grid: Grid,
+    nomenclature: Nomenclature | None,
+    *,
+    all_touched: bool = False,
+) -> np.ndarray:
+    """iota2's validation polygons rasterized on ``grid`` (iota2 lower-cases the data field)."""
+    import pyogrio
+
+    from iota2_spot_s2.reference import rasterize_reference
+
+    fields = list(pyogrio.read_info(vector)["fields"])
+    field = run.chain.data_field
+    if field not in fields and field.lower() in fields:
+        field = field.lower()
+    return rasterize_reference(
+        vector, grid, field, mapping=run.plugin.mapping_table, nomenclature=nomenclature,
+        all_touched=all_touched,
+    ).labels  # fmt: skip

@@ -1,0 +1,237 @@
+"""Decision-level fusion inside iota2: iota2's classification of a tile with the SPOT FCN's.
+
+Sources, on the tile grid, in this order (the choice map follows it):
+
+1. the SPOT step's ``PROBAMAP_<TILE>_model_<M>_seed_<S>_SPOT.tif``;
+2. iota2's own classification: its ``PROBAMAP_<TILE>_model_<M>_seed_<S>.tif`` when present with
+   one band per class; else its class map softened by its confidence (the chosen class gets
+   the confidence, the others share the rest equally); else its class map alone.
+
+The label rules (``vote``, ``dempster_shafer_otb``) fuse the two class maps themselves
+(``Classif_..._SPOT.tif`` and ``Classif_...tif``), as iota2 and OTB's FusionOfClassifications do.
+
+Masses (Dempster–Shafer) and per-class weights (weighted mean) come from each source's confusion
+matrix on validation pixels that neither model learnt from: when iota2's sampling ran, its
+validation polygons (``dataAppVal/<TILE>_seed_<S>_val.sqlite``, which the SPOT step held out of
+training) cut into two spatially disjoint halves of blocks — one half for the masses, the other
+for the scores below; else the SPOT step's validation blocks (masses) and test blocks (scores),
+which iota2's own classifier may have learnt from (the report says which was used).
+
+Outputs, with iota2's names (:func:`~iota2_spot_s2.iota2.names.fused_paths`):
+``classif/Classif_..._DS.tif``, ``classif/..._confidence_seed_<S>_DS.tif`` (float32 0-1),
+``classif/PROBAMAP_..._DS.tif`` and ``final/TMP/DSchoice_<TILE>_model_<M>_seed_<S>.tif``
+(0 none, 1 both agree, 2 SPOT alone, 3 iota2 alone). Whatever ``rule`` is used, the names are
+iota2's ``_DS`` ones, so iota2's mosaic step takes them like its SAR/optical fusion; the rule
+is recorded in the ``FUSION_RULE`` tag.
+
+Each source and the fused map are scored on those held-out pixels:
+``spot_s2/<TILE>/iota2_fusion/seed_<S>_<rule>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from iota2_spot_s2.errors import InputError
+from iota2_spot_s2.grid import Grid
+from iota2_spot_s2.io import atomic_output, finalize_cog, open_tiled_gtiff
+from iota2_spot_s2.iota2.classify import TileJob, require_s2_path, validation_labels
+from iota2_spot_s2.iota2.names import SPOT_SUFFIX, classif_names, fused_paths
+from iota2_spot_s2.iota2.tree import Iota2Classification, iota2_classification, iota2_validation
+from iota2_spot_s2.iota2.tree import tile_grid as iota2_tile_grid
+from iota2_spot_s2.nomenclature import Nomenclature
+from iota2_spot_s2.reference import TEST, TRAIN
+from iota2_spot_s2.settings import RunConfig
+
+CONFUSION_RULES = ("weighted_mean", "dempster_shafer", "dempster_shafer_otb")
+
+
+@dataclass
+class DecisionFusion:
+    """What :func:`fuse_tile` wrote and measured."""
+
+    tile: str
+    seed: int
+    rule: str
+    paths: dict[str, Path]
+    iota2_source: str
+    validation: str
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def fuse_tile(
+    run: RunConfig,
+    job: TileJob,
+    *,
+    rule: str | None = None,
+    nomenclature: Nomenclature | None = None,
+) -> DecisionFusion:
+    """Fuse iota2's classification of one tile and seed with the SPOT FCN's (module docstring)."""
+    from iota2_spot_s2.fusion import fuse_rasters
+    from iota2_spot_s2.fusion.core import LABEL_RULES
+
+    chain, plugin = run.chain, run.plugin
+    rule = rule or plugin.decision_rule
+    grid = iota2_tile_grid(require_s2_path(run), job.tile, chain.spatial_resolution)
+    spot = classif_names(job.tile, plugin.iota2_model, job.seed, SPOT_SUFFIX).paths(
+        chain.output_path / "classif"
+    )
+    if not spot["proba"].is_file():
+        raise InputError(spot["proba"], "missing: run 'fuse-classify iota2 step' first")
+    codes = _band_codes(spot["proba"])
+    iota = iota2_classification(chain.output_path, job.tile, plugin.iota2_model, job.seed)
+    for path in (iota.classes, spot["classes"]):
+        _check_grid(path, grid)
+    work = chain.output_path / "spot_s2" / job.tile / "iota2_fusion"
+    source, kind = _iota2_source(iota, codes, grid, work / f"iota2_soft_seed_{job.seed}.tif")
+    reference, val_mask, test_mask, validation = _reference(run, job, grid, nomenclature)
+    maps = {"spot": spot["classes"], "iota2": iota.classes}
+    confusions = None
+    if rule in CONFUSION_RULES:
+        if reference is None or not val_mask.any():
+            raise InputError(run.source, f"rule {rule} needs validation pixels: {validation}")
+        confusions = [_confusion(reference, maps[s], val_mask, codes) for s in ("spot", "iota2")]
+    out = fused_paths(chain.output_path, job.tile, plugin.iota2_model, job.seed)
+    if rule in LABEL_RULES:  # like iota2 / OTB: the class maps themselves are fused
+        sources, kind = [spot["classes"], iota.classes], "class map"
+    else:
+        sources = [spot["proba"], source]
+    fuse_rasters(
+        sources, out["classes"].parent, codes=codes, rule=rule, grid=grid,
+        confusions=confusions, mob=plugin.mob, names={k: str(p) for k, p in out.items()},
+        encoding="iota2", nomenclature=nomenclature,
+    )  # fmt: skip
+    result = DecisionFusion(job.tile, job.seed, rule, out, kind, validation)
+    if reference is not None and test_mask.any():
+        for name, path in {**maps, "fused": out["classes"]}.items():
+            result.scores[name] = _scores(reference, path, test_mask, codes)
+    _write_report(result, work / f"seed_{job.seed}_{rule}.json")
+    return result
+
+
+def _band_codes(path: Path) -> list[int]:
+    with rasterio.open(path) as src:
+        tags = [src.tags(b).get("code") for b in range(1, src.count + 1)]
+    if None in tags:
+        raise InputError(path, "bands carry no class 'code' tags (not written by the SPOT step)")
+    return [int(t) for t in tags if t is not None]
+
+
+def _check_grid(path: Path, grid: Grid) -> None:
+    found = Grid.from_raster(path)
+    if (found.crs, found.transform, found.shape) != (grid.crs, grid.transform, grid.shape):
+        raise InputError(path, f"not on the tile grid ({grid.shape} px, {grid.transform})")
+
+
+def _iota2_source(
+    iota: Iota2Classification, codes: list[int], grid: Grid, soft_path: Path
+) -> tuple[Path, str]:
+    """The iota2 source to fuse and what it is (see the module docstring)."""
+    if iota.proba is not None:
+        with rasterio.open(iota.proba) as src:
+            count = src.count
+        if count == len(codes):
+            return iota.proba, "PROBAMAP"
+    if iota.confidence is not None:
+        return soften(iota.classes, iota.confidence, codes, grid, soft_path), "class map+confidence"
+    return iota.classes, "class map"
+
+
+def soften(classes: Path, confidence: Path, codes: list[int], grid: Grid, out: Path) -> Path:
+    """A float32 probability raster from a class map and its confidence (0-1, or 0-100 ints).
+
+    The chosen class gets the confidence, the other classes share ``1 - confidence`` equally;
+    pixels without a known class get an all-zero vector (no data for the fusion).
+    """
+    k = len(codes)
+    lookup = {c: i for i, c in enumerate(codes)}
+    tmp = out.with_name(f".{out.stem}.partial.tif")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with (
+            rasterio.open(classes) as cls_src,
+            rasterio.open(confidence) as conf_src,
+            open_tiled_gtiff(tmp, grid, k, "float32") as dst,
+        ):
+            scale = 1.0 if np.dtype(conf_src.dtypes[0]).kind == "f" else 100.0
+            for win in grid.windows(512):
+                labels = cls_src.read(1, window=win)
+                conf = np.clip(conf_src.read(1, window=win).astype(np.float32) / scale, 0, 1)
+                index = np.vectorize(lambda c: lookup.get(int(c), -1), otypes=[np.int64])(labels)
+                proba = np.repeat(((1 - conf) / max(k - 1, 1))[None], k, axis=0)
+                rows, cols = np.nonzero(index >= 0)
+                proba[index[rows, cols], rows, cols] = conf[rows, cols]
+                proba[:, index < 0] = 0.0
+                dst.write(proba, window=win)
+        finalize_cog(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _reference(
+    run: RunConfig, job: TileJob, grid: Grid, nomenclature: Nomenclature | None
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, str]:
+    """Labels on the tile grid, validation and test masks, and where validation came from."""
+    split_dir = run.chain.output_path / "spot_s2" / job.tile / f"reference_seed_{job.seed}"
+    labels = split = None
+    if (split_dir / "s2_split.tif").is_file():
+        labels, split = _read(split_dir / "s2_labels.tif"), _read(split_dir / "s2_split.tif")
+    vector = iota2_validation(run.chain.output_path, job.tile, job.seed)
+    if vector is not None:
+        val_labels = validation_labels(run, vector, grid, nomenclature)
+        halves = _halves(val_labels, run.plugin.split_block_m / grid.res[0], job.seed)
+        labels = np.where(val_labels > 0, val_labels, labels if labels is not None else 0)
+        where = f"half of iota2's validation polygons {vector.name} (scores: the other half)"
+        return labels, halves == TRAIN, halves == TEST, where
+    if labels is None or split is None:
+        empty = np.zeros(grid.shape, bool)
+        return None, empty, empty, "no dataAppVal polygons and no SPOT step split"
+    return labels, split == 2, split == 3, "validation blocks of the SPOT step"
+
+
+def _halves(labels: np.ndarray, block: float, seed: int) -> np.ndarray:
+    """iota2's validation pixels in two spatially disjoint halves (blocks): masses / scores."""
+    from iota2_spot_s2.reference import split_blocks
+
+    size = max(2, int(round(block)))
+    return split_blocks(labels, block_size=size, seed=seed, fractions=(0.5, 0.0, 0.5))
+
+
+def _read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(1)
+
+
+def _confusion(
+    reference: np.ndarray, produced: Path, mask: np.ndarray, codes: list[int]
+) -> np.ndarray:
+    from iota2_spot_s2.evaluation import confusion_matrix
+
+    return confusion_matrix(np.where(mask, reference, 0), _read(produced), codes)
+
+
+def _scores(
+    reference: np.ndarray, produced: Path, mask: np.ndarray, codes: list[int]
+) -> dict[str, float]:
+    from iota2_spot_s2.evaluation import scores
+
+    result = scores(_confusion(reference, produced, mask, codes), codes)
+    return {
+        "overall_accuracy": float(result.overall_accuracy),
+        "kappa": float(result.kappa),
+        "mean_f1": float(result.mean_f1),
+        "pixels": int(mask.sum()),
+    }
+
+
+def _write_report(result: DecisionFusion, path: Path) -> None:
+    data = asdict(result)
+    data["paths"] = {k: str(p) for k, p in result.paths.items()}
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2))

@@ -1,0 +1,115 @@
+"""Feature-level fusion inside iota2: SPOT-derived features on each tile's 10 m grid.
+
+Written as an iota2 userFeat tree (``<user_feat_path>/<TILE>/<TILE>_<PATTERN>.tif``, found by
+iota2 through ``userFeat: { arbo, patterns }``), one file per kind:
+
+- ``SPOT_FCN_PROBA``: the SPOT FCN's class probabilities averaged per tile pixel (the step's
+  ``PROBAMAP_<TILE>_model_<M>_seed_0_SPOT.tif``), uint16 0-1000, one band per class in
+  increasing code order;
+- ``SPOT_TEXTURE``: per tile pixel, the mean and standard deviation of every SPOT band over the
+  1.5 m pixels it covers, the same for the SPOT NDVI (4-band images), and the covered fraction,
+  float32. Means and means of squares are aggregated by GDAL ``average`` warping;
+  ``std = sqrt(max(E[x^2] - E[x]^2, 0))``.
+
+iota2 wants userFeat rasters without nodata: pixels SPOT does not cover hold 0 (the covered
+fraction says where). Band descriptions name every band (``<PATTERN>_band_<n>`` in iota2).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from rasterio.warp import Resampling, reproject
+from tqdm import tqdm
+
+from iota2_spot_s2.errors import InputError
+from iota2_spot_s2.grid import Grid
+from iota2_spot_s2.io import atomic_output, finalize_cog, open_tiled_gtiff
+from iota2_spot_s2.iota2.classify import crop_to_grid
+
+TEXTURE_BLOCK = 256
+
+
+def texture_band_names(bands: list[str]) -> list[str]:
+    """Names of the ``SPOT_TEXTURE`` bands for SPOT bands ``bands`` (in file order)."""
+    names = [f"{b}_{stat}" for b in bands for stat in ("mean", "std")]
+    if _has_ndvi(bands):
+        names += ["NDVI_mean", "NDVI_std"]
+    return [*names, "valid_fraction"]
+
+
+def _has_ndvi(bands: list[str]) -> bool:
+    return {"B2", "B3"} <= set(bands)  # SPOT red = B2, NIR = B3
+
+
+def texture_window(spot: np.ndarray, bands: list[str], src: Grid, dst: Grid) -> np.ndarray:
+    """``SPOT_TEXTURE`` bands of one window: ``spot`` (C, h, w) on ``src`` onto ``dst``."""
+    layers = [spot[i] for i in range(len(bands))]
+    if _has_ndvi(bands):
+        red, nir = spot[bands.index("B2")], spot[bands.index("B3")]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            layers.append((nir - red) / (nir + red))
+    valid = np.isfinite(spot).all(axis=0)
+    stack = [np.where(valid, x, np.nan) for x in layers]
+    means = _average(np.stack(stack), src, dst)
+    squares = _average(np.stack([x * x for x in stack]), src, dst)
+    fraction = _average(valid[None].astype(np.float32), src, dst, nodata=None)[0]
+    std = np.sqrt(np.maximum(squares - means * means, 0.0))
+    out = np.empty((2 * len(stack) + 1, *dst.shape), np.float32)
+    out[0:-1:2], out[1:-1:2], out[-1] = means, std, fraction
+    return np.nan_to_num(out, nan=0.0)
+
+
+def _average(
+    array: np.ndarray, src: Grid, dst: Grid, nodata: float | None = np.nan
+) -> np.ndarray:
+    out = np.full((array.shape[0], *dst.shape), np.nan, np.float32)
+    reproject(
+        array.astype(np.float32), out, src_transform=src.transform, src_crs=src.crs,
+        dst_transform=dst.transform, dst_crs=dst.crs, resampling=Resampling.average,
+        src_nodata=nodata, dst_nodata=np.nan,
+    )  # fmt: skip
+    return out
+
+
+def write_texture(spot: xr.DataArray, grid: Grid, path: Path, spot_path: Path) -> Path:
+    """Write the ``SPOT_TEXTURE`` raster of a lazy SPOT image onto ``grid``, window by window."""
+    from iota2_spot_s2.pipeline.stages import image_grid
+
+    bands = [str(b) for b in spot["band"].values]
+    names = texture_band_names(bands)
+    tmp = path.with_name(f".{path.stem}.partial.tif")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open_tiled_gtiff(tmp, grid, len(names), "float32") as dst:
+            dst.update_tags(SOURCE=str(spot_path), FEATURES="SPOT_TEXTURE")
+            for band, name in enumerate(names, start=1):
+                dst.set_band_description(band, name)
+            for win in tqdm(list(grid.windows(TEXTURE_BLOCK)), desc="SPOT texture", disable=None):
+                sub = grid.window_grid(win)
+                values = np.zeros((len(names), *sub.shape), np.float32)
+                part = _overlap(spot, sub, spot_path)
+                if part is not None:
+                    values = texture_window(part.to_numpy(), bands, image_grid(part), sub)
+                dst.write(values, window=win)
+        finalize_cog(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _overlap(spot: xr.DataArray, sub: Grid, spot_path: Path) -> xr.DataArray | None:
+    try:
+        return crop_to_grid(spot, sub, spot_path)
+    except InputError:
+        return None  # this window is outside the SPOT image: zeros
+
+
+def copy_probabilities(probamap: Path, path: Path) -> Path:
+    """The step's ``PROBAMAP_..._SPOT.tif`` as the ``SPOT_FCN_PROBA`` userFeat file."""
+    with atomic_output(path) as tmp:
+        shutil.copyfile(probamap, tmp)
+    return path

@@ -137,10 +137,7 @@ def load_config(path: str | os.PathLike[str], *, check_paths: bool = True) -> Ru
     source = Path(path)
     if not source.is_file():
         raise InputError(source, "config file not found")
-    try:
-        raw = cfgparser.Config(str(source)).as_dict()
-    except (cfgparser.ConfigError, cfgparser.RecognizerError) as exc:
-        raise InputError(source, f"not a valid iota2 cfg file ({exc})") from exc
+    raw = read_cfg(source)
     base = source.parent
     chain = _chain_settings(source, raw.get("chain"), base)
     plugin = _plugin_settings(source, raw.get(PLUGIN_SECTION, {}), base, chain)
@@ -148,6 +145,41 @@ def load_config(path: str | os.PathLike[str], *, check_paths: bool = True) -> Ru
     if check_paths:
         _check_paths(run)
     return run
+
+
+def read_cfg(path: str | os.PathLike[str], what: str = "iota2 cfg file") -> dict[str, Any]:
+    """A cfg file as nested dicts and lists, with either API of the ``config`` package.
+
+    ``config`` 0.5 (``Config(path).as_dict()``) or 0.4, which iota2's conda environment pins
+    (``Config(stream)``, mappings with ``keys()``): the plugin must not force an upgrade there.
+
+    Raises:
+        InputError: If the file cannot be read or parsed.
+
+    """
+    errors = tuple(
+        getattr(cfgparser, name)
+        for name in ("ConfigError", "ConfigFormatError", "RecognizerError")
+        if hasattr(cfgparser, name)
+    )
+    try:
+        if hasattr(cfgparser.Config, "as_dict"):
+            return dict(cfgparser.Config(str(path)).as_dict())
+        with open(path) as stream:
+            plain = _plain(cfgparser.Config(stream))
+        assert isinstance(plain, dict)
+        return plain
+    except (OSError, *errors) as exc:
+        raise InputError(path, f"not a valid {what} ({exc})") from exc
+
+
+def _plain(value: Any) -> Any:
+    """``config`` 0.4 mappings and sequences as dicts and lists."""
+    if isinstance(value, str | bytes | int | float | bool) or value is None:
+        return value
+    if hasattr(value, "keys"):
+        return {str(key): _plain(value[key]) for key in value.keys()}  # noqa: SIM118 (0.4 API)
+    return [_plain(item) for item in value]
 
 
 def _runs(source: Path, raw: dict[str, Any]) -> int:
@@ -336,11 +368,12 @@ def _format_mapping(body: dict[str, Any], indent: int) -> list[str]:
     pad = "  " * indent
     out = [f"{pad}{{"]
     for key, value in body.items():
+        name = key if str(key).isidentifier() else _format_value(str(key))
         if isinstance(value, dict):
-            out.append(f"{pad}  {key} :")
+            out.append(f"{pad}  {name} :")
             out.extend(_format_mapping(value, indent + 1))
         else:
-            out.append(f"{pad}  {key} : {_format_value(value)}")
+            out.append(f"{pad}  {name} : {_format_value(value)}")
     out.append(f"{pad}}}")
     return out
 

@@ -14,3 +14,6 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -e '.[test]'
+# iota2's conda environment pins the older config 0.4 API: a test reads our cfgs with it too
+[[ -f .venv/compat/config-0.4/config.py ]] || \
+  .venv/bin/python -m pip install -q --no-deps --target .venv/compat/config-0.4 config==0.4.2

@@ -96,7 +96,9 @@ def test_run_with_a_bad_config_names_the_file(tmp_path: Path) -> None:
     assert "list_tile" in line
 
 
-@pytest.mark.parametrize("command", ["inspect", "run", "demo", "train", "predict", "evaluate"])
+@pytest.mark.parametrize(
+    "command", ["inspect", "run", "demo", "train", "predict", "evaluate", "iota2"]
+)
 def test_every_command_has_help(command: str) -> None:
     result = fuse_classify(command, "--help")
     assert result.returncode == 0

@@ -184,3 +184,100 @@ def test_standalone_step_reads_its_resources_block(tmp_path: Path) -> None:
     assert step.resources["walltime"] == "00:10:00"  # iota2's default
     assert [(j.tile, j.seed) for j in step.step_inputs()] == [("T1", 0), ("T1", 1), ("T1", 2)]
     assert "SPOT" in step.step_description()
+
+
+CAMEL = """
+chain :
+{
+  outputPath : 'out'
+  listTile : 'T1'
+  S2Path : 's2'
+  groundTruth : 'gt.gpkg'
+  dataField : 'CODE'
+  spatialResolution : 10
+}
+argTrain : { runs : 2 }
+spot_s2_fusion : { spot_images : { T1 : 'spot.tif' } }
+"""
+
+
+def test_feature_cfg_keeps_the_camel_case_of_the_source(tmp_path: Path) -> None:
+    from iota2_spot_s2.iota2 import write_feature_cfg
+
+    source = _write(tmp_path, CAMEL)
+    (tmp_path / "gt.gpkg").write_text("x")
+    out = write_feature_cfg(
+        source, tmp_path / "elsewhere" / "f.cfg", tmp_path / "uf", ("probabilities",)
+    )
+    raw = config.Config(str(out)).as_dict()
+    chain = raw["chain"]
+    assert chain["userFeatPath"] == str(tmp_path / "uf") and "user_feat_path" not in chain
+    assert chain["S2Path"] == str(tmp_path / "s2")  # relative paths made absolute
+    assert chain["dataField"] == "CODE" and raw["argTrain"] == {"runs": 2}
+    assert raw["spot_s2_fusion"]["spot_images"] == {"T1": str(tmp_path / "spot.tif")}
+    assert raw["userFeat"]["patterns"] == "SPOT_FCN_PROBA"
+    assert raw["external_features"]["functions"] == "get_spot_fcn_proba"
+    run = load_config(out)  # the copy is a valid config from its new folder
+    assert run.chain.user_feat_path == tmp_path / "uf" and run.seeds == (0, 1)
+
+
+def test_a_spot_image_off_the_tile_is_one_clear_error(tmp_path: Path) -> None:
+    import numpy as np
+    import rasterio
+
+    from iota2_spot_s2.grid import Grid
+    from iota2_spot_s2.iota2.classify import crop_to_grid
+    from iota2_spot_s2.sensors import open_spot
+
+    spot_grid = Grid.from_bounds("EPSG:2154", 0, 0, 60, 60, 1.5)
+    path = tmp_path / "spot.tif"
+    profile = spot_grid.profile(driver="GTiff", count=4, dtype="uint16")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.ones((4, spot_grid.height, spot_grid.width), np.uint16))
+    image = open_spot(path)
+    inside = crop_to_grid(image, Grid.from_bounds("EPSG:2154", 20, 10, 40, 30, 10), path)
+    assert inside.shape == (4, 14, 14)  # 20 m / 1.5 m = 13.3 -> 14 px, edges outward
+    assert inside.attrs["transform"][2] == 19.5 and inside.attrs["transform"][5] == 30.0
+    with pytest.raises(InputError) as err:
+        crop_to_grid(image, Grid.from_bounds("EPSG:2154", 1000, 1000, 1100, 1100, 10), path)
+    assert err.value.path == str(path) and "does not overlap the tile" in err.value.problem
+
+
+CONFIG_04 = Path(__file__).resolve().parents[1] / ".venv" / "compat" / "config-0.4"
+
+
+def test_cfgs_read_the_same_with_iota2s_config_04(tmp_path: Path) -> None:
+    """iota2's conda environment pins ``config`` 0.4: reading must not depend on 0.5's API."""
+    import json
+    import os
+
+    if not (CONFIG_04 / "config.py").is_file():
+        message = f"config 0.4.2 not installed at {CONFIG_04} (scripts/bootstrap.sh does it)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    cfg = _write(tmp_path, CAMEL)
+    (tmp_path / "gt.gpkg").write_text("x")
+    script = textwrap.dedent(f"""
+        import json, config
+        from iota2_spot_s2.settings import load_config, read_cfg
+        run = load_config({str(cfg)!r})
+        raw = read_cfg({str(PLUGIN_CONFIG / "iota2_feature_fusion.cfg")!r})
+        print(json.dumps([config.__version__, str(run.chain.s2_path), run.seeds, raw]))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(CONFIG_04)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    version, s2_path, seeds, raw = json.loads(done.stdout)
+    assert version == "0.4.2"
+    assert s2_path == str(tmp_path / "s2") and seeds == [0, 1]
+    assert raw == read_cfg(PLUGIN_CONFIG / "iota2_feature_fusion.cfg")  # what 0.5 reads
+
+
+def test_format_cfg_quotes_keys_that_are_not_names(tmp_path: Path) -> None:
+    from iota2_spot_s2.settings import format_cfg
+
+    sections = {"arg_train": {"otb_classifier_options": {"classifier.sharkrf.nodesize": 25}}}
+    path = tmp_path / "q.cfg"
+    path.write_text(format_cfg(sections))
+    assert read_cfg(path) == sections

@@ -77,6 +77,8 @@ def test_step_writes_iota2_names_on_the_tile_grid(routes) -> None:
     with _open(_spot(tree, "classes")) as src:
         assert src.dtypes[0] == "uint8" and src.nodata == 0
         classes = src.read(1)
+        assert src.colormap(1)[1][:3] == (220, 40, 40)  # building's colour in colorFile.txt
+    assert _spot(tree, "classes").with_suffix(".qml").is_file()
     with _open(_spot(tree, "confidence")) as src:
         assert src.dtypes[0] == "float32"
         confidence = src.read(1)
@@ -351,3 +353,37 @@ def test_soften_gives_the_confidence_to_the_chosen_class(tmp_path: Path) -> None
     np.testing.assert_allclose(p[:, 0, 1], [0.25, 0.5, 0.25], atol=1e-6)
     np.testing.assert_allclose(p[:, 0, 2], [0, 0, 0])  # class 0: no data
     np.testing.assert_allclose(p[:, 1, 0], [0, 0, 1], atol=1e-6)
+
+
+def test_a_rerun_of_the_step_resumes_instead_of_retraining(routes) -> None:
+    tree, _ = routes
+    work = tree.output / "spot_s2" / TILE
+    kept = [work / "models" / "fcn_seed_0.pt", work / "maps" / "fcn_seed_0_proba.tif"]
+    before = [p.stat().st_mtime_ns for p in kept]
+    proba = _band(_spot(tree, "proba"))
+    result = fuse_classify("iota2", "step", str(tree.cfg))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [p.stat().st_mtime_ns for p in kept] == before  # neither retrained nor remapped
+    np.testing.assert_array_equal(_band(_spot(tree, "proba")), proba)
+
+
+def test_a_probamap_over_fewer_classes_is_spread_onto_the_fcn_classes(
+    tmp_path: Path, routes
+) -> None:
+    from iota2_spot_s2.grid import Grid
+    from iota2_spot_s2.iota2.decision import expand_probamap, iota2_learnt_codes
+    from iota2_spot_s2.settings import load_config
+
+    tree, _ = routes
+    _, _, _, values = read(tree.learn, columns=["code"], read_geometry=False)
+    learnt = iota2_learnt_codes(load_config(tree.cfg), TILE, 0)
+    assert learnt == sorted(set(int(v) for v in values[0]))
+    grid = Grid.from_bounds("EPSG:2154", 0, 0, 20, 10, 10)
+    proba = tmp_path / "p.tif"
+    with rasterio.open(proba, "w", **grid.profile(driver="GTiff", count=2, dtype="uint16")) as d:
+        d.write(np.array([[[700, 0]], [[300, 1000]]], np.uint16))
+    out = expand_probamap(proba, [3, 9], [3, 7, 9], grid, tmp_path / "e.tif")
+    with _open(out) as src:
+        np.testing.assert_allclose(src.read()[:, 0, :], [[0.7, 0.0], [0.0, 0.0], [0.3, 1.0]])
+    with pytest.raises(Exception, match="classes \\[5\\]"):
+        expand_probamap(proba, [3, 5], [3, 7, 9], grid, tmp_path / "f.tif")

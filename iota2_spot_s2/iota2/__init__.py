@@ -19,7 +19,12 @@ from iota2_spot_s2.iota2.cfg import check_cfg_paths, write_feature_cfg
 from iota2_spot_s2.iota2.classify import SpotClassification, TileJob, classify_tile
 from iota2_spot_s2.iota2.decision import DecisionFusion, fuse_tile
 from iota2_spot_s2.iota2.routes import FeatureRoute, decision_fusion, feature_fusion, run_step
-from iota2_spot_s2.iota2.step import SpotFCNClassification, StandaloneStep, iota2_step_base
+from iota2_spot_s2.iota2.step import (
+    SpotFCNClassification,
+    StandaloneSpotFCNClassification,
+    StandaloneStep,
+    iota2_step_base,
+)
 from iota2_spot_s2.iota2.tree import tile_grid
 
 __all__ = [
@@ -27,6 +32,7 @@ __all__ = [
     "FeatureRoute",
     "SpotClassification",
     "SpotFCNClassification",
+    "StandaloneSpotFCNClassification",
     "StandaloneStep",
     "TileJob",
     "check_cfg_paths",

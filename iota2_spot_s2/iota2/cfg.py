@@ -12,12 +12,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-import config as cfgparser
-
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.io import atomic_output
 from iota2_spot_s2.iota2.names import USER_FEAT_PATTERNS
-from iota2_spot_s2.settings import CAMEL_TO_SNAKE, PLUGIN_SECTION, format_cfg, resolve_path
+from iota2_spot_s2.settings import (
+    CAMEL_TO_SNAKE,
+    PLUGIN_SECTION,
+    format_cfg,
+    read_cfg,
+    resolve_path,
+)
 
 #: ``chain`` fields holding paths (snake_case; camelCase spellings are mapped).
 CHAIN_PATH_FIELDS = (
@@ -33,14 +37,8 @@ EXTERNAL_FUNCTIONS = {
     "probabilities": ("get_spot_fcn_proba",),
     "texture": ("get_spot_texture", "get_spot_s2_ndvi_gap"),
 }
-
-
-def read_cfg(path: Path) -> dict[str, Any]:
-    """The cfg as nested dicts, parsed by the ``config`` package (iota2's parser)."""
-    try:
-        return dict(cfgparser.Config(str(path)).as_dict())
-    except (OSError, cfgparser.ConfigError, cfgparser.RecognizerError) as exc:
-        raise InputError(path, f"not a valid iota2 cfg file ({exc})") from exc
+#: The external features that need the SPOT NDVI (4-band images).
+NDVI_FUNCTIONS = ("get_spot_s2_ndvi_gap",)
 
 
 def path_fields(raw: dict[str, Any]) -> list[tuple[str, str]]:
@@ -102,11 +100,21 @@ def absolute_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
 
 
 def write_feature_cfg(
-    source: Path, out: Path, user_feat_path: Path, features: tuple[str, ...]
+    source: Path,
+    out: Path,
+    user_feat_path: Path,
+    features: tuple[str, ...],
+    *,
+    ndvi: bool = True,
 ) -> Path:
-    """Write ``out``: the cfg ``source`` with the SPOT features registered (module docstring)."""
+    """Write ``out``: the cfg ``source`` with the SPOT features registered (module docstring).
+
+    ``ndvi=False`` (a panchromatic SPOT image: no NDVI in ``SPOT_TEXTURE``) leaves out the
+    external feature that needs it.
+    """
     from iota2_spot_s2.iota2 import external_features
 
+    source = Path(source).resolve()
     raw = absolute_paths(read_cfg(source), source.parent)
     chain = raw.setdefault("chain", {})
     camel = any(key in CAMEL_TO_SNAKE for key in chain)
@@ -117,7 +125,12 @@ def write_feature_cfg(
         "arbo": "/*",
         "patterns": ",".join(USER_FEAT_PATTERNS[f] for f in features),
     }
-    functions = [name for f in features for name in EXTERNAL_FUNCTIONS[f]]
+    functions = [
+        name
+        for f in features
+        for name in EXTERNAL_FUNCTIONS[f]
+        if ndvi or name not in NDVI_FUNCTIONS
+    ]
     raw["external_features"] = {
         "module": str(Path(external_features.__file__).resolve()),
         "functions": " ".join(functions),

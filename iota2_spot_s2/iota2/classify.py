@@ -77,6 +77,28 @@ def spot_image_of(run: RunConfig, tile: str) -> Path:
     return run.plugin.spot_images[tile]
 
 
+def tiles_with_spot(run: RunConfig, tiles: list[str] | None = None) -> list[str]:
+    """The tiles to work on.
+
+    ``tiles`` when given (each must have a SPOT image), else every tile of ``chain.list_tile``
+    that has one.
+
+    Raises:
+        InputError: If a chosen tile has no SPOT image, or no tile has one.
+
+    """
+    if tiles:
+        for tile in tiles:
+            spot_image_of(run, tile)
+        return list(tiles)
+    chosen = [t for t in run.chain.list_tile if t in run.plugin.spot_images]
+    if not chosen:
+        raise InputError(
+            run.source, "no tile of chain.list_tile has an entry in spot_s2_fusion.spot_images"
+        )
+    return chosen
+
+
 def crop_to_grid(image: xr.DataArray, grid: Grid, path: Path) -> xr.DataArray:
     """The pixels of a lazy ``(band, y, x)`` image over ``grid``'s bounds (nothing resampled).
 
@@ -102,7 +124,7 @@ def crop_to_grid(image: xr.DataArray, grid: Grid, path: Path) -> xr.DataArray:
         raise InputError(path, "the SPOT image does not overlap the tile")
     r0, c0 = int(win.row_off), int(win.col_off)
     cropped = image.isel(y=slice(r0, r0 + int(win.height)), x=slice(c0, c0 + int(win.width)))
-    cropped.attrs = dict(image.attrs, transform=tuple(transform * Affine.translation(c0, r0))[:6])
+    cropped.attrs = dict(image.attrs, transform=tuple(transform @ Affine.translation(c0, r0))[:6])
     return cropped
 
 
@@ -135,6 +157,8 @@ def classify_tile(
         names={k: str(p) for k, p in paths.items()}, kinds=("classes", "confidence", "proba"),
         encoding="iota2", nomenclature=nomenclature,
     )  # fmt: skip
+    if nomenclature is not None:  # QGIS style beside the class map (it has a colour table)
+        nomenclature.write_qml(paths["classes"].with_suffix(".qml"))
     spot_maps = {"classes": maps.class_map, "confidence": maps.confidence, "proba": maps.proba}
     return SpotClassification(
         job.tile, job.seed, grid, paths, spot_maps, checkpoint, codes, reference_dir

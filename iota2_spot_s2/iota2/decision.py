@@ -3,9 +3,12 @@
 Sources, on the tile grid, in this order (the choice map follows it):
 
 1. the SPOT step's ``PROBAMAP_<TILE>_model_<M>_seed_<S>_SPOT.tif``;
-2. iota2's own classification: its ``PROBAMAP_<TILE>_model_<M>_seed_<S>.tif`` when present with
-   one band per class; else its class map softened by its confidence (the chosen class gets
-   the confidence, the others share the rest equally); else its class map alone.
+2. iota2's own classification: its ``PROBAMAP_<TILE>_model_<M>_seed_<S>.tif`` when present —
+   as is when it has one band per class of the SPOT FCN, else spread onto those classes when
+   its bands are the classes of iota2's learning polygons
+   (``dataAppVal/<TILE>_seed_<S>_learn.sqlite``, iota2 orders them by code); else its class map
+   softened by its confidence (the chosen class gets the confidence, the others share the rest
+   equally); else its class map alone.
 
 The label rules (``vote``, ``dempster_shafer_otb``) fuse the two class maps themselves
 (``Classif_..._SPOT.tif`` and ``Classif_...tif``), as iota2 and OTB's FusionOfClassifications do.
@@ -31,11 +34,13 @@ Each source and the fused map are scored on those held-out pixels:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.windows import Window
 
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
@@ -88,7 +93,7 @@ def fuse_tile(
     for path in (iota.classes, spot["classes"]):
         _check_grid(path, grid)
     work = chain.output_path / "spot_s2" / job.tile / "iota2_fusion"
-    source, kind = _iota2_source(iota, codes, grid, work / f"iota2_soft_seed_{job.seed}.tif")
+    source, kind = _iota2_source(run, iota, codes, grid, work)
     reference, val_mask, test_mask, validation = _reference(run, job, grid, nomenclature)
     maps = {"spot": spot["classes"], "iota2": iota.classes}
     confusions = None
@@ -106,6 +111,8 @@ def fuse_tile(
         confusions=confusions, mob=plugin.mob, names={k: str(p) for k, p in out.items()},
         encoding="iota2", nomenclature=nomenclature,
     )  # fmt: skip
+    if nomenclature is not None:  # QGIS style beside the class map (it has a colour table)
+        nomenclature.write_qml(out["classes"].with_suffix(".qml"))
     result = DecisionFusion(job.tile, job.seed, rule, out, kind, validation)
     if reference is not None and test_mask.any():
         for name, path in {**maps, "fused": out["classes"]}.items():
@@ -129,7 +136,7 @@ def _check_grid(path: Path, grid: Grid) -> None:
 
 
 def _iota2_source(
-    iota: Iota2Classification, codes: list[int], grid: Grid, soft_path: Path
+    run: RunConfig, iota: Iota2Classification, codes: list[int], grid: Grid, work: Path
 ) -> tuple[Path, str]:
     """The iota2 source to fuse and what it is (see the module docstring)."""
     if iota.proba is not None:
@@ -137,9 +144,54 @@ def _iota2_source(
             count = src.count
         if count == len(codes):
             return iota.proba, "PROBAMAP"
+        learnt = iota2_learnt_codes(run, iota.tile, iota.seed)
+        if learnt is not None and len(learnt) == count:
+            out = work / f"iota2_proba_seed_{iota.seed}.tif"
+            return expand_probamap(iota.proba, learnt, codes, grid, out), "PROBAMAP (expanded)"
     if iota.confidence is not None:
-        return soften(iota.classes, iota.confidence, codes, grid, soft_path), "class map+confidence"
+        out = work / f"iota2_soft_seed_{iota.seed}.tif"
+        return soften(iota.classes, iota.confidence, codes, grid, out), "class map+confidence"
     return iota.classes, "class map"
+
+
+def iota2_learnt_codes(run: RunConfig, tile: str, seed: int) -> list[int] | None:
+    """The classes of iota2's learning polygons (its model's PROBAMAP bands), if known."""
+    import pyogrio
+
+    from iota2_spot_s2.iota2.names import learning_vector
+
+    path = learning_vector(run.chain.output_path, tile, seed)
+    if not path.is_file():
+        return None
+    fields = list(pyogrio.read_info(path)["fields"])
+    field = run.chain.data_field if run.chain.data_field in fields else run.chain.data_field.lower()
+    if field not in fields:
+        return None
+    _, _, _, columns = pyogrio.raw.read(path, columns=[field], read_geometry=False)
+    return sorted({int(v) for v in columns[0] if v is not None and int(v) != 0})
+
+
+def expand_probamap(
+    proba: Path, learnt: list[int], codes: list[int], grid: Grid, out: Path
+) -> Path:
+    """iota2's ``PROBAMAP`` over its learnt classes as float32 bands over ``codes`` (0 elsewhere).
+
+    Raises:
+        InputError: If iota2 learnt a class the SPOT FCN does not know.
+
+    """
+    extra = sorted(set(learnt) - set(codes))
+    if extra:
+        raise InputError(proba, f"classes {extra} are not among the SPOT FCN's {codes}")
+    bands = [codes.index(c) for c in learnt]
+    with rasterio.open(proba) as src:
+
+        def block(win: Window) -> np.ndarray:
+            values = np.zeros((len(codes), int(win.height), int(win.width)), np.float32)
+            values[bands] = src.read(window=win).astype(np.float32) / 1000.0
+            return values
+
+        return _write_probabilities(out, grid, len(codes), block)
 
 
 def soften(classes: Path, confidence: Path, codes: list[int], grid: Grid, out: Path) -> Path:
@@ -149,25 +201,34 @@ def soften(classes: Path, confidence: Path, codes: list[int], grid: Grid, out: P
     pixels without a known class get an all-zero vector (no data for the fusion).
     """
     k = len(codes)
-    lookup = {c: i for i, c in enumerate(codes)}
+    lookup = np.full(max(max(codes), 255) + 1, -1, np.int64)
+    lookup[codes] = np.arange(k)
+    with rasterio.open(classes) as cls_src, rasterio.open(confidence) as conf_src:
+        scale = 1.0 if np.dtype(conf_src.dtypes[0]).kind == "f" else 100.0
+
+        def block(win: Window) -> np.ndarray:
+            labels = cls_src.read(1, window=win).astype(np.int64)
+            conf = np.clip(conf_src.read(1, window=win).astype(np.float32) / scale, 0, 1)
+            index = np.where(labels < lookup.size, lookup[np.minimum(labels, lookup.size - 1)], -1)
+            values = np.repeat(((1 - conf) / max(k - 1, 1))[None], k, axis=0)
+            rows, cols = np.nonzero(index >= 0)
+            values[index[rows, cols], rows, cols] = conf[rows, cols]
+            values[:, index < 0] = 0.0
+            return values
+
+        return _write_probabilities(out, grid, k, block)
+
+
+def _write_probabilities(
+    out: Path, grid: Grid, count: int, block: Callable[[Window], np.ndarray]
+) -> Path:
+    """A float32 ``count``-band COG on ``grid`` from ``block(window)``, written atomically."""
     tmp = out.with_name(f".{out.stem}.partial.tif")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with (
-            rasterio.open(classes) as cls_src,
-            rasterio.open(confidence) as conf_src,
-            open_tiled_gtiff(tmp, grid, k, "float32") as dst,
-        ):
-            scale = 1.0 if np.dtype(conf_src.dtypes[0]).kind == "f" else 100.0
+        with open_tiled_gtiff(tmp, grid, count, "float32") as dst:
             for win in grid.windows(512):
-                labels = cls_src.read(1, window=win)
-                conf = np.clip(conf_src.read(1, window=win).astype(np.float32) / scale, 0, 1)
-                index = np.vectorize(lambda c: lookup.get(int(c), -1), otypes=[np.int64])(labels)
-                proba = np.repeat(((1 - conf) / max(k - 1, 1))[None], k, axis=0)
-                rows, cols = np.nonzero(index >= 0)
-                proba[index[rows, cols], rows, cols] = conf[rows, cols]
-                proba[:, index < 0] = 0.0
-                dst.write(proba, window=win)
+                dst.write(block(win), window=win)
         finalize_cog(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -18,11 +18,14 @@ from iota2_spot_s2.iota2.classify import (
     TileJob,
     classify_tile,
     crop_to_grid,
+    require_s2_path,
     spot_image_of,
+    tiles_with_spot,
 )
 from iota2_spot_s2.iota2.decision import DecisionFusion, fuse_tile
 from iota2_spot_s2.iota2.names import user_feat_file
-from iota2_spot_s2.iota2.step import SpotFCNClassification
+from iota2_spot_s2.iota2.step import StandaloneSpotFCNClassification
+from iota2_spot_s2.iota2.tree import tile_grid
 from iota2_spot_s2.nomenclature import Nomenclature
 from iota2_spot_s2.settings import RunConfig
 
@@ -44,16 +47,9 @@ def _nomenclature(run: RunConfig) -> Nomenclature | None:
     return load_nomenclature(run.chain.nomenclature_path, run.chain.color_table)
 
 
-def _tiles(run: RunConfig, tiles: list[str] | None) -> list[str]:
-    chosen = list(tiles or run.chain.list_tile)
-    for tile in chosen:
-        spot_image_of(run, tile)  # every chosen tile needs a SPOT image
-    return chosen
-
-
 def run_step(run: RunConfig, tiles: list[str] | None = None) -> list[SpotClassification]:
-    """Run :class:`~iota2_spot_s2.iota2.step.SpotFCNClassification` standalone."""
-    step = SpotFCNClassification(str(run.source), tiles=_tiles(run, tiles))
+    """Run the step standalone (never through iota2's scheduler, even where iota2 imports)."""
+    step = StandaloneSpotFCNClassification(str(run.source), tiles=tiles_with_spot(run, tiles))
     return step.run_standalone()
 
 
@@ -62,14 +58,15 @@ def feature_fusion(
 ) -> FeatureRoute:
     """Write the SPOT userFeat tree (FCN of ``seed``) and the cfg registering it."""
     from iota2_spot_s2.iota2.cfg import write_feature_cfg
-    from iota2_spot_s2.iota2.features import copy_probabilities, write_texture
+    from iota2_spot_s2.iota2.features import copy_probabilities, texture_band_names, write_texture
     from iota2_spot_s2.sensors import open_spot
 
     nomenclature = _nomenclature(run)
     root = run.chain.user_feat_path or run.chain.output_path / "spot_s2" / "userFeat"
     route = FeatureRoute(root, run.chain.output_path / "spot_s2" / FEATURE_CFG)
     features = run.plugin.spot_features
-    for tile in tqdm(_tiles(run, tiles), desc="SPOT features", disable=None):
+    ndvi = True
+    for tile in tqdm(tiles_with_spot(run, tiles), desc="SPOT features", disable=None):
         files: dict[str, Path] = {}
         if "probabilities" in features:
             done = classify_tile(run, TileJob(tile, seed), nomenclature)
@@ -77,17 +74,15 @@ def feature_fusion(
                 done.classif["proba"], user_feat_file(root, tile, "probabilities")
             )
         if "texture" in features:
-            from iota2_spot_s2.iota2.tree import tile_grid
-
-            assert run.chain.s2_path is not None
-            grid = tile_grid(run.chain.s2_path, tile, run.chain.spatial_resolution)
+            grid = tile_grid(require_s2_path(run), tile, run.chain.spatial_resolution)
             spot_path = spot_image_of(run, tile)
             spot = crop_to_grid(open_spot(spot_path), grid, spot_path)
+            ndvi = ndvi and "NDVI_mean" in texture_band_names([str(b) for b in spot["band"].values])
             files["texture"] = write_texture(
                 spot, grid, user_feat_file(root, tile, "texture"), spot_path
             )
         route.files[tile] = files
-    write_feature_cfg(run.source, route.cfg, root, features)
+    write_feature_cfg(run.source, route.cfg, root, features, ndvi=ndvi)
     return route
 
 
@@ -96,7 +91,7 @@ def decision_fusion(
 ) -> list[DecisionFusion]:
     """Fuse iota2's classification of every tile and seed with the SPOT step's."""
     nomenclature = _nomenclature(run)
-    jobs = [TileJob(t, s) for t in _tiles(run, tiles) for s in run.seeds]
+    jobs = [TileJob(t, s) for t in tiles_with_spot(run, tiles) for s in run.seeds]
     return [
         fuse_tile(run, job, rule=rule, nomenclature=nomenclature)
         for job in tqdm(jobs, desc="decision fusion", disable=None)

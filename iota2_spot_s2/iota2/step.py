@@ -8,7 +8,8 @@ importable (its conda environment) :class:`SpotFCNClassification` subclasses iot
 ones) and, where that base offers its task graph (``i2_task`` /
 ``add_task_to_i2_processing_graph``), adds one task per tile and seed to it. Without iota2 it
 runs standalone on :class:`StandaloneStep`, which gives the same attributes
-(``step_name``, ``resources``) — this is what ``fuse-classify iota2 step CONFIG`` runs.
+(``step_name``, ``resources``). ``fuse-classify iota2 step CONFIG`` always runs
+:class:`StandaloneSpotFCNClassification` (same contract, never iota2's scheduler).
 
 ``step_execute`` returns a bound function, never a lambda, so the step pickles for dask.
 """
@@ -44,18 +45,13 @@ def iota2_step_base() -> type | None:
 
 def read_resources(path: str | Path | None, block: str) -> dict[str, Any]:
     """One block of an iota2 resources file (``block : { nb_cpu, ram, walltime }``)."""
-    import config as cfgparser
-
-    from iota2_spot_s2.errors import InputError
+    from iota2_spot_s2.settings import read_cfg
 
     resources: dict[str, Any] = {**DEFAULT_RESOURCES, "resource_block_name": block}
     resources["resource_block_found"] = False
     if path is None:
         return resources
-    try:
-        raw = cfgparser.Config(str(path)).as_dict()
-    except (OSError, cfgparser.ConfigError, cfgparser.RecognizerError) as exc:
-        raise InputError(path, f"not a valid iota2 resources file ({exc})") from exc
+    raw = read_cfg(path, "iota2 resources file")
     section = raw.get(block)
     if isinstance(section, dict):
         resources["resource_block_found"] = True
@@ -76,21 +72,16 @@ class StandaloneStep:
         self.resources = read_resources(cfg_resources_file, resources_block_name)
 
 
-_Base: type = iota2_step_base() or StandaloneStep
-
-
-class SpotFCNClassification(_Base):
-    """Map each tile's SPOT image with the FCN into iota2's ``classif/`` (``_SPOT`` files)."""
+class SpotFCNSteps:
+    """The step's contract, whichever base class gives it ``step_name`` and ``resources``."""
 
     resources_block_name = "spot_fcn_classification"
+    run: RunConfig
+    tiles: list[str]
 
-    def __init__(
-        self, cfg: str, cfg_resources_file: str | None = None, tiles: list[str] | None = None
-    ) -> None:
-        super().__init__(cfg, cfg_resources_file, self.resources_block_name)
-        self.run: RunConfig = load_config(cfg)
+    def _configure(self, cfg: str, tiles: list[str] | None) -> None:
+        self.run = load_config(cfg)
         self.tiles = list(tiles or self.run.chain.list_tile)
-        self._register_tasks()
 
     @classmethod
     def step_description(cls) -> str:
@@ -98,7 +89,7 @@ class SpotFCNClassification(_Base):
         return "SPOT 6/7 FCN land-cover map per tile (iota2_spot_s2), *_SPOT.tif in classif/"
 
     def step_inputs(self) -> list[TileJob]:
-        """Every tile (with a SPOT image) x every seed of ``arg_train.runs``."""
+        """Every tile with a SPOT image x every seed of ``arg_train.runs``."""
         tiles = [t for t in self.tiles if t in self.run.plugin.spot_images]
         return [TileJob(tile, seed) for tile in tiles for seed in self.run.seeds]
 
@@ -124,6 +115,34 @@ class SpotFCNClassification(_Base):
         execute = self.step_execute()
         jobs = self.step_inputs()
         return [execute(job) for job in tqdm(jobs, desc="SPOT FCN tiles", disable=not progress)]
+
+
+class StandaloneSpotFCNClassification(SpotFCNSteps, StandaloneStep):
+    """The step without iota2 (what ``fuse-classify iota2 step`` runs, iota2 installed or not)."""
+
+    def __init__(
+        self, cfg: str, cfg_resources_file: str | None = None, tiles: list[str] | None = None
+    ) -> None:
+        super().__init__(cfg, cfg_resources_file, self.resources_block_name)
+        self._configure(cfg, tiles)
+
+
+_Base: type = iota2_step_base() or StandaloneStep
+
+
+class SpotFCNClassification(SpotFCNSteps, _Base):
+    """Map each tile's SPOT image with the FCN into iota2's ``classif/`` (``_SPOT`` files).
+
+    The class to name in an iota2 builder: on iota2's ``Step`` where iota2 imports, with one
+    task per tile and seed in iota2's task graph.
+    """
+
+    def __init__(
+        self, cfg: str, cfg_resources_file: str | None = None, tiles: list[str] | None = None
+    ) -> None:
+        super().__init__(cfg, cfg_resources_file, self.resources_block_name)
+        self._configure(cfg, tiles)
+        self._register_tasks()
 
     def _register_tasks(self) -> None:
         """One task per input in iota2's task graph, where the base class has one."""

@@ -77,8 +77,13 @@ def feature_level_rf(tree, seed: int) -> dict[str, float]:  # type: ignore[no-un
         pred = rf.predict(x).reshape(grid.shape)
         cm = confusion_matrix(np.where(test, val, 0), pred, tree.codes)
         s = scores(cm, tree.codes)
-        out[name] = {"overall_accuracy": s.overall_accuracy, "kappa": s.kappa,
-                     "mean_f1": s.mean_f1, "pixels": int(cm.sum())}  # fmt: skip
+        present = cm.sum(axis=1) > 0
+        pairs = zip(tree.codes, s.f1, present, strict=True)
+        per_class = {str(c): float(f) for c, f, p in pairs if p}
+        out[name] = {
+            "overall_accuracy": s.overall_accuracy, "kappa": s.kappa, "mean_f1": s.mean_f1,
+            "pixels": int(cm.sum()), "per_class_f1": per_class,
+        }  # fmt: skip
     return out
 
 
@@ -120,6 +125,15 @@ def main() -> None:
     for name, sc in rows.items():
         print(f"| {name} | {sc['overall_accuracy']:.3f} | {sc['kappa']:.3f} | "
               f"{sc['mean_f1']:.3f} | {sc['pixels']} |")  # fmt: skip
+    names = {str(c.code): c.name for c in tree.scene.classes}
+    classes = sorted({c for sc in rows.values() for c in sc["per_class_f1"]}, key=int)
+    print("\nper-class F1 (same pixels)\n")
+    print("| map | " + " | ".join(names[c] for c in classes) + " |")
+    print("|---|" + "---|" * len(classes))
+    for name, sc in rows.items():
+        f1 = sc["per_class_f1"]
+        cells = [f"{f1[c]:.2f}" if c in f1 else "-" for c in classes]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 tree_data = _tree_module()

@@ -78,6 +78,7 @@ def test_step_writes_iota2_names_on_the_tile_grid(routes) -> None:
         assert src.dtypes[0] == "uint8" and src.nodata == 0
         classes = src.read(1)
         assert src.colormap(1)[1][:3] == (220, 40, 40)  # building's colour in colorFile.txt
+        assert src.tags()["SPOT_IMAGE"] == str(tree.scene.spot_image)
     assert _spot(tree, "classes").with_suffix(".qml").is_file()
     with _open(_spot(tree, "confidence")) as src:
         assert src.dtypes[0] == "float32"

@@ -1,7 +1,8 @@
 """Raster sources of a fusion: probability maps or class maps, read window by window on one grid.
 
-A source whose grid differs from the target is warped on the fly by GDAL (rasterio
-``WarpedVRT``) — never resampled by hand:
+A source whose grid differs from the target is warped on the fly by GDAL
+(``rasterio.warp.reproject``, window by window, see :class:`SourceReader`) — never resampled
+by hand:
 
 - probabilities: ``average`` when coarsening (a coarse pixel gets the mean probabilities of the
   fine pixels it covers, still summing to 1), ``bilinear`` when refining (smooth transitions
@@ -28,8 +29,8 @@ from typing import Any
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.vrt import WarpedVRT
-from rasterio.windows import Window
+from rasterio.warp import reproject, transform_bounds
+from rasterio.windows import Window, from_bounds
 
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
@@ -97,7 +98,15 @@ def _tag_codes(tags: list[str | None]) -> list[int] | None:
 
 
 class SourceReader:
-    """Reads windows of one source on the target grid (natively or through a ``WarpedVRT``)."""
+    """Reads windows of one source on the target grid (natively, or warped window by window).
+
+    A source on another grid is warped by GDAL (``rasterio.warp.reproject``) one target window
+    at a time, from the source pixels under that window plus a margin: the same warping as a
+    whole-raster ``WarpedVRT``, but each source block is read once per window and memory does
+    not depend on the scene (a ``WarpedVRT`` re-read its source blocks unless GDAL's block
+    cache held whole strips of the scene: 8x slower with the cache capped, measured by
+    ``benchmarks/bench_iota2.py``).
+    """
 
     def __init__(
         self,
@@ -108,42 +117,70 @@ class SourceReader:
         nodata_label: int,
     ) -> None:
         self.source = source
+        self.target = target
         self.nodata_label = nodata_label
-        src = stack.enter_context(rasterio.open(source.path))
+        self.dataset = stack.enter_context(rasterio.open(source.path))
         self.warped = source.grid != target
-        if not self.warped:
-            self.dataset = src
-            return
-        options: dict[str, Any]
         if source.kind == "labels":
-            method = choose_resampling(source.grid, target, "categorical")
-            label_nodata = nodata_label if source.nodata is None else source.nodata
-            options = {"src_nodata": label_nodata, "nodata": nodata_label}
-        else:
-            method = choose_resampling(source.grid, target, resampling)
-            options = {"src_nodata": source.nodata, "nodata": math.nan, "dtype": "float32"}
-        self.dataset = stack.enter_context(
-            WarpedVRT(
-                src, crs=target.crs, transform=target.transform, width=target.width,
-                height=target.height, resampling=method, **options,
+            self.method = choose_resampling(source.grid, target, "categorical")
+            self.src_nodata: float | None = (
+                nodata_label if source.nodata is None else source.nodata
             )
-        )  # fmt: skip
+        else:
+            self.method = choose_resampling(source.grid, target, resampling)
+            self.src_nodata = source.nodata
 
     def read_probabilities(self, window: Window) -> np.ndarray:
         """``(K, h, w)`` float64 in [0, 1]; NaN where the source has no data."""
-        data = self.dataset.read(window=window).astype(np.float64)
-        nodata = self.source.nodata
-        if not self.warped and nodata is not None and not math.isnan(nodata):
-            data[:, (data == nodata).any(axis=0)] = np.nan
+        if self.warped:
+            data = self._warp(window, np.float32, math.nan).astype(np.float64)
+        else:
+            data = self.dataset.read(window=window).astype(np.float64)
+            nodata = self.source.nodata
+            if nodata is not None and not math.isnan(nodata):
+                data[:, (data == nodata).any(axis=0)] = np.nan
         return data / self.source.scale
 
     def read_labels(self, window: Window) -> np.ndarray:
         """``(h, w)`` int64 labels; the file's nodata value becomes ``nodata_label``."""
+        if self.warped:
+            return self._warp(window, np.int32, self.nodata_label, bands=[1])[0].astype(np.int64)
         data = self.dataset.read(1, window=window).astype(np.int64)
         nodata = self.source.nodata
         if nodata is not None and not math.isnan(nodata) and nodata != self.nodata_label:
             data[data == int(nodata)] = self.nodata_label
         return data
+
+    def _warp(
+        self, window: Window, dtype: Any, fill: float, bands: list[int] | None = None
+    ) -> np.ndarray:
+        """One target window warped from the source pixels under it (``fill`` elsewhere)."""
+        sub = self.target.window_grid(window)
+        count = len(bands) if bands else self.dataset.count
+        out = np.full((count, sub.height, sub.width), fill, dtype=dtype)
+        src_window = _source_window(self.dataset, sub)
+        if src_window is None:
+            return out
+        data = self.dataset.read(bands, window=src_window).astype(dtype, copy=False)
+        reproject(
+            data, out, src_transform=self.dataset.window_transform(src_window),
+            src_crs=self.dataset.crs, dst_transform=sub.transform, dst_crs=sub.crs,
+            resampling=self.method, src_nodata=self.src_nodata, dst_nodata=fill,
+        )  # fmt: skip
+        return out
+
+
+def _source_window(dataset: Any, sub: Grid, margin: int = 2) -> Window | None:
+    """The source pixels under ``sub`` (plus ``margin``), clipped to the source, or None."""
+    left, bottom, right, top = transform_bounds(sub.crs, dataset.crs, *sub.bounds)
+    exact = from_bounds(left, bottom, right, top, transform=dataset.transform)
+    c0 = max(math.floor(exact.col_off) - margin, 0)
+    r0 = max(math.floor(exact.row_off) - margin, 0)
+    c1 = min(math.ceil(exact.col_off + exact.width) + margin, dataset.width)
+    r1 = min(math.ceil(exact.row_off + exact.height) + margin, dataset.height)
+    if c1 <= c0 or r1 <= r0:
+        return None
+    return Window(c0, r0, c1 - c0, r1 - r0)
 
 
 def windows(grid: Grid, block: int) -> list[Window]:

@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import rasterio
 from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 
 from iota2_spot_s2.fusion.core import FusionResult
 from iota2_spot_s2.grid import Grid
-from iota2_spot_s2.io import finalize_cog, open_tiled_gtiff
+from iota2_spot_s2.io import WRITE_CACHE_MB, finalize_cog, open_tiled_gtiff
 from iota2_spot_s2.nomenclature import Nomenclature
 
 CONFIDENCE_NODATA = 255
@@ -114,7 +115,15 @@ class FusionWriter:
 
     @contextlib.contextmanager
     def session(self) -> Iterator[FusionWriter]:
-        """Open hidden GTiffs; convert them to COGs on success, delete them on failure."""
+        """Open hidden GTiffs; convert them to COGs on success, delete them on failure.
+
+        GDAL's block cache is capped at :data:`~iota2_spot_s2.io.WRITE_CACHE_MB` meanwhile (the
+        sources read inside the session too), so memory does not grow with the scene.
+        """
+        with rasterio.Env(GDAL_CACHEMAX=WRITE_CACHE_MB):
+            yield from self._session()
+
+    def _session(self) -> Iterator[FusionWriter]:
         try:
             for spec in self.specs:
                 tmp = spec.path.with_name(f".{spec.path.stem}.{uuid.uuid4().hex[:8]}.partial.tif")

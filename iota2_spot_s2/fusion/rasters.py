@@ -29,7 +29,7 @@ from rasterio.windows import Window
 from tqdm import tqdm
 
 from iota2_spot_s2.fusion._inputs import CodeMismatchError, ConfusionInput, prepare_stacks
-from iota2_spot_s2.fusion._sources import SourceReader, inspect_source, windows
+from iota2_spot_s2.fusion._sources import RasterSource, SourceReader, inspect_source, windows
 from iota2_spot_s2.fusion._writer import KINDS, FusionWriter, output_specs
 from iota2_spot_s2.fusion.core import LABEL_RULES, FusionPlan, FusionResult, make_plan
 from iota2_spot_s2.grid import Grid
@@ -102,9 +102,10 @@ def fuse_rasters(
     undecided_label: int = 0,
     resampling: str | Resampling | None = None,
     write_proba: bool = True,
-    block: int = 512,
+    block: int | None = None,
     kinds: Sequence[str] | None = None,
     encoding: str = "cog",
+    tags: Mapping[str, str] | None = None,
 ) -> FusedRasters:
     """Fuse probability rasters (or class maps) into class, confidence, probability, choice COGs.
 
@@ -129,12 +130,14 @@ def fuse_rasters(
         undecided_label: Class value where a label rule cannot decide.
         resampling: Force the GDAL resampling used to warp probability sources.
         write_proba: Write the fused probabilities.
-        block: Window size in pixels.
+        block: Window size in target pixels (default 512, smaller when a source is finer than
+            the target, so that the source pixels read per window stay about 512 x 512).
         kinds: Outputs to write, among classes, confidence, proba, choice (default all;
             ``proba`` only with ``write_proba``).
         encoding: ``"cog"`` (our maps' layout) or ``"iota2"`` (confidence float 0-1 and
             ``PROBAMAP`` 0-1000 without nodata, as in iota2's ``classif/``; see
             :mod:`iota2_spot_s2.fusion._writer`).
+        tags: Extra dataset tags of every output (besides ``FUSION_RULE`` / ``FUSION_SOURCES``).
 
     Raises:
         InputError: If a source is unreadable or its bands do not match ``codes``.
@@ -164,16 +167,26 @@ def fuse_rasters(
     specs = output_specs(
         out_paths, plan.codes, plan.nodata_label, plan.undecided_label, encoding
     )
-    tags = {"FUSION_RULE": rule, "FUSION_SOURCES": ";".join(str(p) for p in paths)}
+    all_tags = {
+        "FUSION_RULE": rule, "FUSION_SOURCES": ";".join(str(p) for p in paths), **(tags or {}),
+    }  # fmt: skip
     writer = FusionWriter(
-        specs, target, plan.codes, nomenclature, tags, plan.undecided_label, encoding
+        specs, target, plan.codes, nomenclature, all_tags, plan.undecided_label, encoding
     )
     labels_only = rule in LABEL_RULES and all(s.kind == "labels" for s in sources)
     with contextlib.ExitStack() as stack, writer.session():
         readers = [SourceReader(s, target, stack, resampling, plan.nodata_label) for s in sources]
-        for window in tqdm(windows(target, block), desc=f"fusion ({rule})", disable=None):
+        size = block or window_size(sources, target)
+        for window in tqdm(windows(target, size), desc=f"fusion ({rule})", disable=None):
             writer.write(window, fuse_window(plan, readers, window, labels_only))
     return FusedRasters(out_paths, target, rule)
+
+
+def window_size(sources: Sequence[RasterSource], target: Grid, base: int = 512) -> int:
+    """Target window side reading about ``base`` x ``base`` pixels of the finest source."""
+    finer = [target.res[0] / s.grid.res[0] for s in sources if s.grid.crs == target.crs]
+    ratio = max([1.0, *finer])
+    return int(min(base, max(64, base / ratio)))
 
 
 def fuse_window(

@@ -34,7 +34,7 @@ from rasterio.windows import Window
 
 from iota2_spot_s2.grid import Grid
 from iota2_spot_s2.inference.tiling import PixelWindow
-from iota2_spot_s2.io import finalize_cog, open_tiled_gtiff
+from iota2_spot_s2.io import WRITE_CACHE_MB, finalize_cog, open_tiled_gtiff
 from iota2_spot_s2.nomenclature import Nomenclature
 
 FINGERPRINT_TAG = "IOTA2_SPOT_S2_FINGERPRINT"
@@ -105,8 +105,6 @@ def encode(proba: np.ndarray, invalid: np.ndarray, codes: np.ndarray) -> dict[st
     return {"classes": classes[None], "confidence": confidence[None], "proba": scaled}
 
 
-#: GDAL block cache (MiB) while maps are written and converted to COGs.
-WRITE_CACHE_MB = 256
 
 
 class MapWriter:

@@ -23,6 +23,9 @@ from iota2_spot_s2.grid import Grid
 from iota2_spot_s2.io.atomic import atomic_output
 
 _BLOCK = 256
+#: GDAL block cache (MiB) while maps are written and converted to COGs: GDAL's default (5 % of
+#: RAM) fills with the blocks read and written, so peak memory grew with the scene size.
+WRITE_CACHE_MB = 256
 
 
 def open_tiled_gtiff(

@@ -155,7 +155,11 @@ def classify_tile(
     fuse_rasters(
         [maps.proba], chain.output_path / "classif", codes=codes, rule="mean", grid=grid,
         names={k: str(p) for k, p in paths.items()}, kinds=("classes", "confidence", "proba"),
-        encoding="iota2", nomenclature=nomenclature,
+        encoding="iota2", nomenclature=nomenclature, tags={
+            "IOTA2_SPOT_S2_STEP": "SpotFCNClassification", "SPOT_IMAGE": str(spot_path),
+            "CHECKPOINT": str(checkpoint), "SEED": str(job.seed),
+            "AGGREGATION": "GDAL average of the 1.5 m FCN probabilities (one-source 'mean')",
+        },
     )  # fmt: skip
     if nomenclature is not None:  # QGIS style beside the class map (it has a colour table)
         nomenclature.write_qml(paths["classes"].with_suffix(".qml"))

@@ -37,6 +37,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -66,7 +67,7 @@ class DecisionFusion:
     paths: dict[str, Path]
     iota2_source: str
     validation: str
-    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def fuse_tile(
@@ -279,15 +280,25 @@ def _confusion(
 
 def _scores(
     reference: np.ndarray, produced: Path, mask: np.ndarray, codes: list[int]
-) -> dict[str, float]:
-    from iota2_spot_s2.evaluation import scores
+) -> dict[str, Any]:
+    from iota2_spot_s2.evaluation import confusion_matrix, scores
 
-    result = scores(_confusion(reference, produced, mask, codes), codes)
+    # unmapped pixels (nodata, undecided) count as errors: a "no decision" column
+    no_decision = max(codes) + 1
+    values = _read(produced)
+    values = np.where(np.isin(values, codes), values, no_decision)
+    cm = confusion_matrix(np.where(mask, reference, 0), values, [*codes, no_decision])
+    result = scores(cm, [*codes, no_decision])
+    cm = cm[: len(codes)]
+    present = cm.sum(axis=1) > 0
     return {
         "overall_accuracy": float(result.overall_accuracy),
         "kappa": float(result.kappa),
         "mean_f1": float(result.mean_f1),
-        "pixels": int(mask.sum()),
+        "pixels": int(cm.sum()),
+        "per_class_f1": {
+            str(c): float(f) for c, f, p in zip(codes, result.f1, present, strict=False) if p
+        },
     }
 
 

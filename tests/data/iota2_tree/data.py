@@ -57,6 +57,7 @@ def split_polygons(reference: Path, out_dir: Path, seed: int) -> tuple[Path, Pat
     paths = []
     for name, keep in (("learn", ~is_val), ("val", is_val)):
         path = out_dir / f"{TILE}_seed_0_{name}.sqlite"
+        path.unlink(missing_ok=True)  # a rebuild replaces the tree
         write(
             path, geometry[keep], [v[keep] for v in values], fields, driver="SQLite",
             geometry_type="Polygon", crs=meta["crs"],

@@ -43,9 +43,6 @@ CAMEL_TO_SNAKE = {
     "userFeatPath": "user_feat_path",
 }
 
-#: iota2's older camelCase section names and their current names.
-SECTION_ALIASES = {"argTrain": "arg_train", "argClassification": "arg_classification"}
-
 #: Single-sensor and fused strategies; ``late-<rule>`` takes a rule of :mod:`iota2_spot_s2.fusion`.
 SINGLE_STRATEGIES = ("spot", "s2-rf", "s2-tempcnn", "early")
 LATE_RULES = ("mean", "weighted_mean", "product", "vote", "dempster_shafer", "dempster_shafer_otb")

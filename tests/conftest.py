@@ -27,3 +27,15 @@ def shared_data() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return SHARED_DATA
+
+
+@pytest.fixture
+def need_otb() -> None:
+    """Fails under CI=true when OTB's FusionOfClassifications is missing, skips otherwise."""
+    from iota2_spot_s2 import otb
+
+    if not otb.otb_available("FusionOfClassifications"):
+        message = "otbcli_FusionOfClassifications not available (Debian otb-bin)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)

@@ -8,14 +8,11 @@ a negative kappa, identical matrices giving exactly equal beliefs).
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
 
-from iota2_spot_s2 import otb
 from iota2_spot_s2.fusion import (
     fuse_labels,
     fuse_rasters,
@@ -29,15 +26,6 @@ SIZE = 64
 UNDECIDED = 99
 MOBS = ["precision", "recall", "accuracy", "kappa"]
 
-
-@pytest.fixture
-def need_otb():
-    """Fails under CI=true when OTB's FusionOfClassifications is missing, skips otherwise."""
-    if not otb.otb_available("FusionOfClassifications"):
-        message = "otbcli_FusionOfClassifications not available (Debian otb-bin)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def make_maps(seed: int, n_sources: int, unknown: float = 0.0) -> list[np.ndarray]:

@@ -216,7 +216,7 @@ def test_feature_cfg_keeps_the_camel_case_of_the_source(tmp_path: Path) -> None:
     assert chain["dataField"] == "CODE" and raw["argTrain"] == {"runs": 2}
     assert raw["spot_s2_fusion"]["spot_images"] == {"T1": str(tmp_path / "spot.tif")}
     assert raw["userFeat"]["patterns"] == "SPOT_FCN_PROBA"
-    assert raw["external_features"]["functions"] == "get_spot_fcn_proba"
+    assert "external_features" not in raw  # its functions would repeat the userFeat bands
     run = load_config(out)  # the copy is a valid config from its new folder
     assert run.chain.user_feat_path == tmp_path / "uf" and run.seeds == (0, 1)
 
@@ -281,3 +281,69 @@ def test_format_cfg_quotes_keys_that_are_not_names(tmp_path: Path) -> None:
     path = tmp_path / "q.cfg"
     path.write_text(format_cfg(sections))
     assert read_cfg(path) == sections
+
+
+def test_texture_covered_fraction_at_the_spot_image_edge(tmp_path: Path) -> None:
+    import numpy as np
+    import rasterio
+
+    from iota2_spot_s2.grid import Grid
+    from iota2_spot_s2.iota2.features import write_texture
+    from iota2_spot_s2.sensors import open_spot
+
+    spot_grid = Grid.from_bounds("EPSG:2154", 0, 0, 45, 30, 1.5)  # ends inside tile column 4
+    path = tmp_path / "spot.tif"
+    profile = spot_grid.profile(driver="GTiff", count=4, dtype="uint16")
+    with rasterio.open(path, "w", **profile) as d:
+        d.write(np.full((4, spot_grid.height, spot_grid.width), 500, np.uint16))
+    tile = Grid.from_bounds("EPSG:2154", 0, 0, 60, 30, 10)
+    out = write_texture(open_spot(path), tile, tmp_path / "t.tif", path)
+    with rasterio.open(out) as src:
+        fraction, mean = src.read(11), src.read(1)
+    np.testing.assert_allclose(fraction[:, :4], 1.0)
+    np.testing.assert_allclose(fraction[:, 4], 0.5, atol=1e-6)  # 40-45 m of 40-50 m
+    np.testing.assert_allclose(fraction[:, 5], 0.0)
+    np.testing.assert_allclose(mean[:, :5], 500.0)  # the mean is over the covered part
+
+
+def test_a_checkpoint_of_another_split_is_not_resumed(tmp_path: Path) -> None:
+    import numpy as np
+
+    from iota2_spot_s2.iota2.classify import _check_same_split
+
+    checkpoint = tmp_path / "fcn_seed_0.pt"
+    split = np.array([[1, 2], [3, 1]], np.uint8)
+    _check_same_split(checkpoint, split)  # first run: the split is recorded
+    checkpoint.write_text("weights")
+    _check_same_split(checkpoint, split.copy())  # same split: resume
+    with pytest.raises(InputError) as err:
+        _check_same_split(checkpoint, np.array([[1, 2], [3, 3]], np.uint8))
+    assert err.value.path == str(checkpoint) and "delete it" in err.value.problem
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "iota2_spot_s2.cli", *args], capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("route", "edit", "message"),
+    [
+        ("check", lambda t: t.replace("{ T1 : 'spot.tif' }", "'spot.tif'"), "must be a mapping"),
+        (
+            "fuse",
+            lambda t: t.replace("T1 : 'spot.tif' }", "T1 : 'spot.tif' }, mapping_table : 'm.csv'"),
+            "iota2 classifies the chain.data_field codes as they are",
+        ),
+    ],
+)
+def test_iota2_commands_report_bad_cfgs_in_one_line(tmp_path: Path, route, edit, message) -> None:
+    (tmp_path / "m.csv").write_text("source,target\n1,1\n")
+    cfg = _write(tmp_path, edit(SNAKE))
+    done = _cli("iota2", route, str(cfg))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"fuse-classify: error: {cfg}: ")
+    assert message in lines[0]

@@ -165,6 +165,8 @@ def test_feature_route_writes_a_user_feat_tree_and_a_cfg_that_registers_it(route
     assert spec is not None and spec.loader is not None
     ext = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ext)
+    # only what adds to the userFeat bands: the S2-vs-SPOT NDVI gap (4-band SPOT image)
+    assert cfg["external_features"]["functions"].split() == ["get_spot_s2_ndvi_gap"]
     for name in cfg["external_features"]["functions"].split():
         assert callable(getattr(ext, name))
     check = fuse_classify("iota2", "check", str(cfg_path))
@@ -230,8 +232,12 @@ def test_decision_route_writes_ds_outputs_and_a_choice_map(routes) -> None:
     assert "fused" in outputs["fuse"] and "iota2" in outputs["fuse"]
 
 
-def test_decision_route_dempster_shafer_equals_otb(routes, tmp_path: Path) -> None:
-    """Our labels-DS on the two class maps equals OTB FusionOfClassifications with the masses."""
+def test_decision_route_dempster_shafer_equals_otb(routes, tmp_path: Path, need_otb) -> None:
+    """Our labels-DS on the two class maps equals OTB FusionOfClassifications with the masses.
+
+    The pixels are the route's own mass half (``_halves``); the confusion matrices are counted
+    here and OTB fuses the two class maps with them.
+    """
     import json
 
     from iota2_spot_s2.fusion import otb_fusion_of_classifications
@@ -241,7 +247,6 @@ def test_decision_route_dempster_shafer_equals_otb(routes, tmp_path: Path) -> No
     data = json.loads(report.read_text())
     assert set(data["scores"]) == {"spot", "iota2", "fused"}
     assert all(s["pixels"] > 0 for s in data["scores"].values())
-    # rebuild the two validation confusions the way the route describes, independently
     from iota2_spot_s2.iota2.decision import _halves
     from iota2_spot_s2.reference import rasterize_reference
 

@@ -29,12 +29,17 @@ from typing import Any
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.warp import reproject, transform_bounds
-from rasterio.windows import Window, from_bounds
+from rasterio.warp import reproject
+from rasterio.windows import Window
 
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
-from iota2_spot_s2.sensors._raster import choose_resampling, dataset_grid, open_raster
+from iota2_spot_s2.sensors._raster import (
+    choose_resampling,
+    dataset_grid,
+    open_raster,
+    read_under,
+)
 
 PROBA_SCALE = 1000.0
 
@@ -101,10 +106,13 @@ class SourceReader:
     """Reads windows of one source on the target grid (natively, or warped window by window).
 
     A source on another grid is warped by GDAL (``rasterio.warp.reproject``) one target window
-    at a time, from the source pixels under that window plus a margin: the same warping as a
-    whole-raster ``WarpedVRT``, but each source block is read once per window and memory does
-    not depend on the scene (a ``WarpedVRT`` re-read its source blocks unless GDAL's block
-    cache held whole strips of the scene: 8x slower with the cache capped, measured by
+    at a time, from the source pixels under that window plus a 2-pixel margin, no data beyond
+    the source's edges: with the default methods (average / bilinear, mode / nearest) this gives
+    what a whole-raster warp gives (checked in another CRS and across the footprint's edge by
+    the tests); a forced kernel wider than 2 source pixels (lanczos when refining) can differ
+    near window edges. Each source block is read once per window and memory does not depend on
+    the scene (a whole-raster ``WarpedVRT`` re-read its source blocks unless GDAL's block cache
+    held whole strips of the scene: 8x slower with the cache capped, measured by
     ``benchmarks/bench_iota2.py``).
     """
 
@@ -158,29 +166,24 @@ class SourceReader:
         sub = self.target.window_grid(window)
         count = len(bands) if bands else self.dataset.count
         out = np.full((count, sub.height, sub.width), fill, dtype=dtype)
-        src_window = _source_window(self.dataset, sub)
-        if src_window is None:
+        src_fill = fill if self.src_nodata is None else self.src_nodata
+        under = read_under(self.dataset, sub, src_fill, dtype, bands)
+        if under is None:
             return out
-        data = self.dataset.read(bands, window=src_window).astype(dtype, copy=False)
+        data, transform = under
+        nodata = self.src_nodata
+        if np.dtype(dtype).kind == "f":  # probabilities: every no-data value becomes NaN
+            if nodata is not None and not math.isnan(nodata):
+                data[data == nodata] = np.nan
+            nodata = math.nan
+        elif nodata is None:
+            nodata = fill
         reproject(
-            data, out, src_transform=self.dataset.window_transform(src_window),
-            src_crs=self.dataset.crs, dst_transform=sub.transform, dst_crs=sub.crs,
-            resampling=self.method, src_nodata=self.src_nodata, dst_nodata=fill,
+            data, out, src_transform=transform, src_crs=self.dataset.crs,
+            dst_transform=sub.transform, dst_crs=sub.crs, resampling=self.method,
+            src_nodata=nodata, dst_nodata=fill,
         )  # fmt: skip
         return out
-
-
-def _source_window(dataset: Any, sub: Grid, margin: int = 2) -> Window | None:
-    """The source pixels under ``sub`` (plus ``margin``), clipped to the source, or None."""
-    left, bottom, right, top = transform_bounds(sub.crs, dataset.crs, *sub.bounds)
-    exact = from_bounds(left, bottom, right, top, transform=dataset.transform)
-    c0 = max(math.floor(exact.col_off) - margin, 0)
-    r0 = max(math.floor(exact.row_off) - margin, 0)
-    c1 = min(math.ceil(exact.col_off + exact.width) + margin, dataset.width)
-    r1 = min(math.ceil(exact.row_off + exact.height) + margin, dataset.height)
-    if c1 <= c0 or r1 <= r0:
-        return None
-    return Window(c0, r0, c1 - c0, r1 - r0)
 
 
 def windows(grid: Grid, block: int) -> list[Window]:

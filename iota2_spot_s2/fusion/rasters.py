@@ -34,6 +34,7 @@ from iota2_spot_s2.fusion._writer import KINDS, FusionWriter, output_specs
 from iota2_spot_s2.fusion.core import LABEL_RULES, FusionPlan, FusionResult, make_plan
 from iota2_spot_s2.grid import Grid
 from iota2_spot_s2.nomenclature import Nomenclature
+from iota2_spot_s2.sensors._raster import resolution_ratio
 
 
 @dataclass(frozen=True)
@@ -184,8 +185,7 @@ def fuse_rasters(
 
 def window_size(sources: Sequence[RasterSource], target: Grid, base: int = 512) -> int:
     """Target window side reading about ``base`` x ``base`` pixels of the finest source."""
-    finer = [target.res[0] / s.grid.res[0] for s in sources if s.grid.crs == target.crs]
-    ratio = max([1.0, *finer])
+    ratio = max([1.0, *(resolution_ratio(s.grid, target) for s in sources)])
     return int(min(base, max(64, base / ratio)))
 
 

@@ -105,8 +105,6 @@ def encode(proba: np.ndarray, invalid: np.ndarray, codes: np.ndarray) -> dict[st
     return {"classes": classes[None], "confidence": confidence[None], "proba": scaled}
 
 
-
-
 class MapWriter:
     """Writes the pending outputs window by window; finalises them as COGs on success.
 

@@ -32,28 +32,45 @@ CHAIN_PATH_FIELDS = (
 PLUGIN_PATH_FIELDS = ("mapping_table", "checkpoint")
 #: Paths that are outputs (need not exist yet, but their parent must).
 OUTPUT_FIELDS = ("output_path", "user_feat_path")
-#: External-features functions registered by :func:`write_feature_cfg`, per feature kind.
-EXTERNAL_FUNCTIONS = {
-    "probabilities": ("get_spot_fcn_proba",),
-    "texture": ("get_spot_texture", "get_spot_s2_ndvi_gap"),
-}
-#: The external features that need the SPOT NDVI (4-band images).
+#: External-features functions :func:`write_feature_cfg` registers beside the userFeat sensor:
+#: only those that add something (``get_spot_fcn_proba`` and ``get_spot_texture`` return the
+#: userFeat bands themselves, for a cfg that uses external features alone); they need the
+#: SPOT NDVI (4-band images) and the texture kind.
+EXTERNAL_FUNCTIONS = {"probabilities": (), "texture": ("get_spot_s2_ndvi_gap",)}
 NDVI_FUNCTIONS = ("get_spot_s2_ndvi_gap",)
 
 
-def path_fields(raw: dict[str, Any]) -> list[tuple[str, str]]:
-    """``(field, value)`` of every path the cfg names (chain, plugin, external features)."""
+def _section(raw: dict[str, Any], name: str, source: Path | None) -> dict[str, Any]:
+    value = raw.get(name) or {}
+    if not isinstance(value, dict):
+        raise InputError(source or "<cfg>", f"'{name}' must be a mapping")
+    return value
+
+
+def is_chain_path(key: str) -> bool:
+    """A ``chain`` field holding a path (the known ones, and any ``*_path`` / ``*Path``)."""
+    return CAMEL_TO_SNAKE.get(key, key) in CHAIN_PATH_FIELDS or key.endswith(("_path", "Path"))
+
+
+def path_fields(raw: dict[str, Any], source: Path | None = None) -> list[tuple[str, str]]:
+    """``(field, value)`` of every path the cfg names (chain, plugin, external features).
+
+    Raises:
+        InputError: If a section, or ``spot_images``, is not a mapping.
+
+    """
     found: list[tuple[str, str]] = []
-    for key, value in (raw.get("chain") or {}).items():
-        if CAMEL_TO_SNAKE.get(key, key) in CHAIN_PATH_FIELDS and _is_set(value):
-            found.append((f"chain.{key}", str(value)))
-    plugin = raw.get(PLUGIN_SECTION) or {}
+    for key, value in _section(raw, "chain", source).items():
+        if is_chain_path(key) and isinstance(value, str) and _is_set(value):
+            found.append((f"chain.{key}", value))
+    plugin = _section(raw, PLUGIN_SECTION, source)
     for key in PLUGIN_PATH_FIELDS:
         if _is_set(plugin.get(key)):
             found.append((f"{PLUGIN_SECTION}.{key}", str(plugin[key])))
-    for tile, value in (plugin.get("spot_images") or {}).items():
+    images = _section(plugin, "spot_images", source)
+    for tile, value in images.items():
         found.append((f"{PLUGIN_SECTION}.spot_images.{tile}", str(value)))
-    module = (raw.get("external_features") or {}).get("module")
+    module = _section(raw, "external_features", source).get("module")
     if _is_set(module):
         found.append(("external_features.module", str(module)))
     return found
@@ -72,7 +89,7 @@ def check_cfg_paths(path: str | os.PathLike[str]) -> list[tuple[str, Path]]:
     source = Path(path)
     raw = read_cfg(source)
     checked: list[tuple[str, Path]] = []
-    for name, value in path_fields(raw):
+    for name, value in path_fields(raw, source):
         resolved = resolve_path(source.parent, value)
         output = CAMEL_TO_SNAKE.get(name.split(".")[-1], name.split(".")[-1]) in OUTPUT_FIELDS
         must_exist = resolved.parent if output else resolved
@@ -87,7 +104,7 @@ def absolute_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     out = {name: dict(body) if isinstance(body, dict) else body for name, body in raw.items()}
     chain = out.get("chain") or {}
     for key, value in list(chain.items()):
-        if CAMEL_TO_SNAKE.get(key, key) in CHAIN_PATH_FIELDS and _is_set(value):
+        if is_chain_path(key) and isinstance(value, str) and _is_set(value):
             chain[key] = str(resolve_path(base, value))
     plugin = out.get(PLUGIN_SECTION)
     if isinstance(plugin, dict):
@@ -131,11 +148,13 @@ def write_feature_cfg(
         for name in EXTERNAL_FUNCTIONS[f]
         if ndvi or name not in NDVI_FUNCTIONS
     ]
-    raw["external_features"] = {
-        "module": str(Path(external_features.__file__).resolve()),
-        "functions": " ".join(functions),
-        "concat_mode": True,
-    }
+    raw.pop("external_features", None)
+    if functions:
+        raw["external_features"] = {
+            "module": str(Path(external_features.__file__).resolve()),
+            "functions": " ".join(functions),
+            "concat_mode": True,
+        }
     with atomic_output(out) as tmp:
         tmp.write_text(format_cfg(raw))
     return out

@@ -36,7 +36,7 @@ from rasterio.windows import Window, from_bounds
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
 from iota2_spot_s2.iota2.names import SPOT_SUFFIX, classif_names
-from iota2_spot_s2.iota2.tree import iota2_validation, tile_grid
+from iota2_spot_s2.iota2.tree import iota2_field, iota2_validation, tile_grid
 from iota2_spot_s2.nomenclature import Nomenclature
 from iota2_spot_s2.settings import RunConfig
 
@@ -199,12 +199,36 @@ def _model(
         if nomenclature
         else sorted(int(c) for c in np.unique(prepared.labels) if c)
     )
+    checkpoint = work / "models" / f"fcn_seed_{job.seed}.pt"
+    _check_same_split(checkpoint, prepared.split)
     result = train(
         spot, prepared.labels, prepared.split, model_name="fcn", class_codes=codes,
-        checkpoint_path=work / "models" / f"fcn_seed_{job.seed}.pt", seed=job.seed,
-        **asdict(plugin.training),
+        checkpoint_path=checkpoint, seed=job.seed, **asdict(plugin.training),
     )  # fmt: skip
     return result.checkpoint_path, reference_dir
+
+
+def _check_same_split(checkpoint: Path, split: np.ndarray) -> None:
+    """Refuse to resume a checkpoint trained on another split; record the split otherwise.
+
+    The split changes when iota2's validation polygons appear (or change) after a first run:
+    resuming would keep weights that saw the pixels now held out.
+    """
+    import hashlib
+
+    from iota2_spot_s2.io import atomic_output
+
+    digest = hashlib.sha256(np.ascontiguousarray(split).tobytes()).hexdigest()
+    record = checkpoint.with_suffix(".split.sha256")
+    if checkpoint.is_file() and record.is_file() and record.read_text().strip() != digest:
+        raise InputError(
+            checkpoint,
+            "was trained on another train/validation/test split (iota2's dataAppVal polygons "
+            "appeared or changed since): delete it to train again",
+        )
+    if not record.is_file() or record.read_text().strip() != digest:
+        with atomic_output(record) as tmp:
+            tmp.write_text(digest + "\n")
 
 
 def _iota2_holdout(
@@ -227,14 +251,9 @@ def validation_labels(
     all_touched: bool = False,
 ) -> np.ndarray:
     """iota2's validation polygons rasterized on ``grid`` (iota2 lower-cases the data field)."""
-    import pyogrio
-
     from iota2_spot_s2.reference import rasterize_reference
 
-    fields = list(pyogrio.read_info(vector)["fields"])
-    field = run.chain.data_field
-    if field not in fields and field.lower() in fields:
-        field = field.lower()
+    field = iota2_field(vector, run.chain.data_field) or run.chain.data_field
     return rasterize_reference(
         vector, grid, field, mapping=run.plugin.mapping_table, nomenclature=nomenclature,
         all_touched=all_touched,

@@ -34,6 +34,7 @@ Each source and the fused map are scored on those held-out pixels:
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,10 +49,15 @@ from iota2_spot_s2.grid import Grid
 from iota2_spot_s2.io import atomic_output, finalize_cog, open_tiled_gtiff
 from iota2_spot_s2.iota2.classify import TileJob, require_s2_path, validation_labels
 from iota2_spot_s2.iota2.names import SPOT_SUFFIX, classif_names, fused_paths
-from iota2_spot_s2.iota2.tree import Iota2Classification, iota2_classification, iota2_validation
+from iota2_spot_s2.iota2.tree import (
+    Iota2Classification,
+    iota2_classification,
+    iota2_field,
+    iota2_validation,
+)
 from iota2_spot_s2.iota2.tree import tile_grid as iota2_tile_grid
 from iota2_spot_s2.nomenclature import Nomenclature
-from iota2_spot_s2.reference import TEST, TRAIN
+from iota2_spot_s2.reference import TEST, TRAIN, VAL
 from iota2_spot_s2.settings import RunConfig
 
 CONFUSION_RULES = ("weighted_mean", "dempster_shafer", "dempster_shafer_otb")
@@ -82,6 +88,12 @@ def fuse_tile(
     from iota2_spot_s2.fusion.core import LABEL_RULES
 
     chain, plugin = run.chain, run.plugin
+    if plugin.mapping_table is not None:
+        raise InputError(
+            run.source,
+            "spot_s2_fusion.mapping_table: iota2 classifies the chain.data_field codes as they "
+            "are, so the SPOT FCN's mapped classes could not be fused with iota2's",
+        )
     rule = rule or plugin.decision_rule
     grid = iota2_tile_grid(require_s2_path(run), job.tile, chain.spatial_resolution)
     spot = classif_names(job.tile, plugin.iota2_model, job.seed, SPOT_SUFFIX).paths(
@@ -123,11 +135,13 @@ def fuse_tile(
 
 
 def _band_codes(path: Path) -> list[int]:
+    from iota2_spot_s2.fusion._sources import _tag_codes
+
     with rasterio.open(path) as src:
-        tags = [src.tags(b).get("code") for b in range(1, src.count + 1)]
-    if None in tags:
+        codes = _tag_codes([src.tags(b).get("code") for b in range(1, src.count + 1)])
+    if codes is None:
         raise InputError(path, "bands carry no class 'code' tags (not written by the SPOT step)")
-    return [int(t) for t in tags if t is not None]
+    return codes
 
 
 def _check_grid(path: Path, grid: Grid) -> None:
@@ -157,16 +171,15 @@ def _iota2_source(
 
 def iota2_learnt_codes(run: RunConfig, tile: str, seed: int) -> list[int] | None:
     """The classes of iota2's learning polygons (its model's PROBAMAP bands), if known."""
-    import pyogrio
+    import pyogrio.raw
 
     from iota2_spot_s2.iota2.names import learning_vector
 
     path = learning_vector(run.chain.output_path, tile, seed)
     if not path.is_file():
         return None
-    fields = list(pyogrio.read_info(path)["fields"])
-    field = run.chain.data_field if run.chain.data_field in fields else run.chain.data_field.lower()
-    if field not in fields:
+    field = iota2_field(path, run.chain.data_field)
+    if field is None:
         return None
     _, _, _, columns = pyogrio.raw.read(path, columns=[field], read_geometry=False)
     return sorted({int(v) for v in columns[0] if v is not None and int(v) != 0})
@@ -224,7 +237,7 @@ def _write_probabilities(
     out: Path, grid: Grid, count: int, block: Callable[[Window], np.ndarray]
 ) -> Path:
     """A float32 ``count``-band COG on ``grid`` from ``block(window)``, written atomically."""
-    tmp = out.with_name(f".{out.stem}.partial.tif")
+    tmp = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.partial.tif")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open_tiled_gtiff(tmp, grid, count, "float32") as dst:
@@ -248,13 +261,12 @@ def _reference(
     if vector is not None:
         val_labels = validation_labels(run, vector, grid, nomenclature)
         halves = _halves(val_labels, run.plugin.split_block_m / grid.res[0], job.seed)
-        labels = np.where(val_labels > 0, val_labels, labels if labels is not None else 0)
         where = f"half of iota2's validation polygons {vector.name} (scores: the other half)"
-        return labels, halves == TRAIN, halves == TEST, where
+        return val_labels, halves == TRAIN, halves == TEST, where
     if labels is None or split is None:
         empty = np.zeros(grid.shape, bool)
         return None, empty, empty, "no dataAppVal polygons and no SPOT step split"
-    return labels, split == 2, split == 3, "validation blocks of the SPOT step"
+    return labels, split == VAL, split == TEST, "validation blocks of the SPOT step"
 
 
 def _halves(labels: np.ndarray, block: float, seed: int) -> np.ndarray:

@@ -1,9 +1,10 @@
 """iota2 external-features functions for the SPOT-derived features (feature-level fusion).
 
-Register with (written by ``fuse-classify iota2 features``)::
+Register with (``fuse-classify iota2 features`` writes the first, beside the userFeat block;
+the other two repeat the userFeat bands, for a cfg that uses external features alone)::
 
     external_features : { module : '<this file>'
-                          functions : 'get_spot_fcn_proba get_spot_texture get_spot_s2_ndvi_gap'
+                          functions : 'get_spot_s2_ndvi_gap get_spot_fcn_proba get_spot_texture'
                           concat_mode : True }
 
 Contract, as iota2 documents it: each function takes iota2's data container ``self`` and returns
@@ -30,6 +31,8 @@ PROBA_PATTERN = "SPOT_FCN_PROBA"
 TEXTURE_PATTERN = "SPOT_TEXTURE"
 #: Bands at the end of ``SPOT_TEXTURE`` for a 4-band SPOT image (see iota2.features).
 NDVI_MEAN_FROM_END, FRACTION_FROM_END = 3, 1
+#: ``SPOT_TEXTURE`` bands of a 4-band image: 4 x (mean, std), NDVI mean and std, fraction.
+TEXTURE_BANDS_4 = 11
 
 
 def get_spot_fcn_proba(self: Any) -> tuple[np.ndarray, list[Any]]:
@@ -51,8 +54,11 @@ def get_spot_s2_ndvi_gap(self: Any) -> tuple[np.ndarray, list[Any]]:
     from what the single SPOT date saw: the two sensors' information side by side.
     """
     texture = user_feat_bands(self, TEXTURE_PATTERN)
-    if texture.shape[2] < 5:
-        raise ValueError("SPOT_TEXTURE has no NDVI bands (panchromatic SPOT image?)")
+    if texture.shape[2] != TEXTURE_BANDS_4:
+        raise ValueError(
+            f"SPOT_TEXTURE has {texture.shape[2]} bands, not the {TEXTURE_BANDS_4} of a 4-band "
+            "SPOT image with NDVI"
+        )
     spot_ndvi = texture[:, :, -NDVI_MEAN_FROM_END]
     covered = texture[:, :, -FRACTION_FROM_END] > 0
     s2_ndvi = s2_series(self, "NDVI")

@@ -17,12 +17,15 @@ fraction says where). Band descriptions name every band (``<PATTERN>_band_<n>`` 
 
 from __future__ import annotations
 
+import math
 import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from rasterio.warp import Resampling, reproject
+from affine import Affine
+from rasterio.warp import Resampling, reproject, transform_bounds
 from tqdm import tqdm
 
 from iota2_spot_s2.errors import InputError
@@ -77,11 +80,9 @@ def _average(
 
 def write_texture(spot: xr.DataArray, grid: Grid, path: Path, spot_path: Path) -> Path:
     """Write the ``SPOT_TEXTURE`` raster of a lazy SPOT image onto ``grid``, window by window."""
-    from iota2_spot_s2.pipeline.stages import image_grid
-
     bands = [str(b) for b in spot["band"].values]
     names = texture_band_names(bands)
-    tmp = path.with_name(f".{path.stem}.partial.tif")
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial.tif")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open_tiled_gtiff(tmp, grid, len(names), "float32") as dst:
@@ -93,12 +94,33 @@ def write_texture(spot: xr.DataArray, grid: Grid, path: Path, spot_path: Path) -
                 values = np.zeros((len(names), *sub.shape), np.float32)
                 part = _overlap(spot, sub, spot_path)
                 if part is not None:
-                    values = texture_window(part.to_numpy(), bands, image_grid(part), sub)
+                    pixels, part_grid = _padded(part, sub)
+                    values = texture_window(pixels, bands, part_grid, sub)
                 dst.write(values, window=win)
         finalize_cog(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _padded(part: xr.DataArray, sub: Grid) -> tuple[np.ndarray, Grid]:
+    """The SPOT pixels of ``part`` padded with NaN (no data) to cover ``sub`` whole.
+
+    So that a tile pixel half outside the SPOT image gets a covered fraction of about 0.5.
+    """
+    from iota2_spot_s2.pipeline.stages import image_grid
+
+    grid = image_grid(part)
+    left, bottom, right, top = transform_bounds(sub.crs, grid.crs, *sub.bounds)
+    res_x, res_y = grid.res
+    c0 = min(0, math.floor((left - grid.transform.c) / res_x + 1e-6))
+    r0 = min(0, math.floor((grid.transform.f - top) / res_y + 1e-6))
+    c1 = max(grid.width, math.ceil((right - grid.transform.c) / res_x - 1e-6))
+    r1 = max(grid.height, math.ceil((grid.transform.f - bottom) / res_y - 1e-6))
+    out = np.full((part.sizes["band"], r1 - r0, c1 - c0), np.nan, np.float32)
+    out[:, -r0 : -r0 + grid.height, -c0 : -c0 + grid.width] = part.to_numpy()
+    shifted = grid.transform @ Affine.translation(c0, r0)
+    return out, Grid(grid.crs, shifted, c1 - c0, r1 - r0)
 
 
 def _overlap(spot: xr.DataArray, sub: Grid, spot_path: Path) -> xr.DataArray | None:

@@ -77,6 +77,17 @@ def iota2_classification(
     )  # fmt: skip
 
 
+def iota2_field(vector: Path, data_field: str) -> str | None:
+    """The name of ``chain.data_field`` in one of iota2's vectors (it lower-cases fields)."""
+    import pyogrio
+
+    fields = list(pyogrio.read_info(vector)["fields"])
+    for name in (data_field, data_field.lower()):
+        if name in fields:
+            return name
+    return None
+
+
 def iota2_validation(output_path: Path, tile: str, seed: int) -> Path | None:
     """iota2's validation polygons of ``tile`` and ``seed`` when its sampling has run."""
     path = validation_vector(output_path, tile, seed)

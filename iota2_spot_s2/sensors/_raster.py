@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -29,7 +30,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
-from rasterio.windows import Window
+from rasterio.windows import Window, from_bounds
 
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
@@ -114,6 +115,39 @@ def grid_of(array: xr.DataArray) -> Grid:
 def _snap(origin: float, base_origin: float, step: float) -> float:
     offset = (origin - base_origin) / step
     return base_origin + round(offset) * step if abs(offset - round(offset)) < 1e-6 else origin
+
+
+def read_under(
+    dataset: DatasetReader,
+    sub: Grid,
+    fill: float,
+    dtype: Any,
+    bands: list[int] | None = None,
+    margin: int = 2,
+) -> tuple[np.ndarray, Affine] | None:
+    """The source pixels under ``sub`` plus ``margin``, ``fill`` beyond the source's edges.
+
+    The window is not clipped to the raster (a pixel outside it is ``fill``, i.e. no data), so
+    warping it onto ``sub`` gives what a whole-raster warp gives at the footprint's edges.
+
+    Returns:
+        ``(array (bands, h, w) of dtype, its transform)``, or None if ``sub`` misses the raster.
+
+    """
+    left, bottom, right, top = transform_bounds(sub.crs, dataset.crs, *sub.bounds)
+    exact = from_bounds(left, bottom, right, top, transform=dataset.transform)
+    c0, r0 = math.floor(exact.col_off) - margin, math.floor(exact.row_off) - margin
+    c1 = math.ceil(exact.col_off + exact.width) + margin
+    r1 = math.ceil(exact.row_off + exact.height) + margin
+    ic0, ir0 = max(c0, 0), max(r0, 0)
+    ic1, ir1 = min(c1, dataset.width), min(r1, dataset.height)
+    if ic1 <= ic0 or ir1 <= ir0:
+        return None
+    count = len(bands) if bands else dataset.count
+    out = np.full((count, r1 - r0, c1 - c0), fill, dtype=dtype)
+    inner = dataset.read(bands, window=Window(ic0, ir0, ic1 - ic0, ir1 - ir0))
+    out[:, ir0 - r0 : ir1 - r0, ic0 - c0 : ic1 - c0] = inner
+    return out, dataset.transform @ Affine.translation(c0, r0)
 
 
 def resolution_ratio(src: Grid, dst: Grid) -> float:

@@ -253,19 +253,17 @@ def _reference(
     run: RunConfig, job: TileJob, grid: Grid, nomenclature: Nomenclature | None
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, str]:
     """Labels on the tile grid, validation and test masks, and where validation came from."""
-    split_dir = run.chain.output_path / "spot_s2" / job.tile / f"reference_seed_{job.seed}"
-    labels = split = None
-    if (split_dir / "s2_split.tif").is_file():
-        labels, split = _read(split_dir / "s2_labels.tif"), _read(split_dir / "s2_split.tif")
     vector = iota2_validation(run.chain.output_path, job.tile, job.seed)
     if vector is not None:
         val_labels = validation_labels(run, vector, grid, nomenclature)
         halves = _halves(val_labels, run.plugin.split_block_m / grid.res[0], job.seed)
         where = f"half of iota2's validation polygons {vector.name} (scores: the other half)"
         return val_labels, halves == TRAIN, halves == TEST, where
-    if labels is None or split is None:
+    split_dir = run.chain.output_path / "spot_s2" / job.tile / f"reference_seed_{job.seed}"
+    if not (split_dir / "s2_split.tif").is_file():
         empty = np.zeros(grid.shape, bool)
         return None, empty, empty, "no dataAppVal polygons and no SPOT step split"
+    labels, split = _read(split_dir / "s2_labels.tif"), _read(split_dir / "s2_split.tif")
     return labels, split == VAL, split == TEST, "validation blocks of the SPOT step"
 
 

@@ -76,7 +76,6 @@ def main() -> None:
             epochs=1000,
             patience=1000,
             crop=128,
-            iters_per_epoch=10,
             class_balanced=True,
             seed=args.seed,
         )
@@ -96,6 +95,7 @@ def main() -> None:
                 "mean_F1": s.mean_f1,
                 "train_s": result.train_seconds,
                 "best_epoch": result.best_epoch,
+                "steps": result.history[-1]["step"] if result.history else 0,
                 "val_mean_F1": result.best_val_mean_f1,
                 "per_class_F1": {c: s.f1[codes.index(c)] for c in present},
             }

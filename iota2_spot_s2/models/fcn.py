@@ -27,8 +27,9 @@ concatenated to the unpooled decoder features (U-Net). Three pooling levels give
 ``downsample = 8``; the receptive field is computed from the layers at construction
 (:mod:`~iota2_spot_s2.models.receptive_field`): **134 px** with the defaults, deliberately small
 so that the map stays local. About 1.33 M parameters for C=4, K=10. Weights use Kaiming init;
-the forward pass is a fixed graph (no data-dependent Python loops) that runs with channels_last
-tensors and under ``torch.autocast("cpu", dtype=torch.bfloat16)``.
+the 1x1 head starts at std 0.01 (initial loss ~ log K). The forward pass is a fixed
+graph (no data-dependent Python loops) that runs with channels_last tensors and under
+``torch.autocast("cpu", dtype=torch.bfloat16)``.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ class FCN(SegmentationModel):
         self.head = nn.Conv2d(widths[0], n_classes, 1)
         self.receptive_field = self._support().size
         kaiming_init(self)
+        nn.init.normal_(self.head.weight, std=0.01)  # near-uniform start: first loss ~ log K
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, K, H, W)`` for input ``(N, C, H, W)``, H and W multiples of 8."""

@@ -23,14 +23,20 @@ DEFAULT_STRATEGIES = (
 )  # fmt: skip
 
 
+#: Demo step budgets: about 2 minutes each on 2 CPU cores (a dense patch_cnn step costs ~9
+#: FCN steps); machine-independent, unlike minutes.
+DEMO_STEPS = {"fcn": 160, "patch_cnn": 18, "early_fusion": 120}
+
+
 def write_demo_config(
     scene: SceneInfo,
     out_dir: Path,
     *,
     seed: int,
-    minutes_per_model: float,
+    minutes_per_model: float | None,
     models: tuple[str, ...],
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
+    model_steps: dict[str, int] | None = None,
 ) -> Path:
     """Write the iota2 cfg (``chain`` + ``spot_s2_fusion``) describing the simulated scene."""
     sections = {
@@ -58,9 +64,9 @@ def write_demo_config(
             "training": {
                 "max_minutes": minutes_per_model,
                 "epochs": 400,
-                "iters_per_epoch": 10,
                 "patience": 400,
             },
+            "model_steps": dict(DEMO_STEPS if model_steps is None else model_steps),
         },
     }
     path = out_dir / DEMO_CFG
@@ -75,11 +81,17 @@ def run_demo(
     *,
     seed: int = 0,
     size_m: float = 1536.0,
-    minutes_per_model: float = 2.0,
+    minutes_per_model: float | None = None,
     models: tuple[str, ...] = ("patch_cnn", "fcn"),
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
+    model_steps: dict[str, int] | None = None,
 ) -> list[ModelRun]:
-    """Generate (or reuse) the simulated scene and run the chain on it; return the table rows."""
+    """Generate (or reuse) the simulated scene and run the chain on it; return the table rows.
+
+    Each network trains for its step budget (``model_steps``, default :data:`DEMO_STEPS`), so a
+    seed gives the same table on any machine; ``minutes_per_model`` adds a time budget (the first
+    budget reached stops training; with ``model_steps={}`` only time counts).
+    """
     from iota2_spot_s2.simulation import generate_scene, load_scene
 
     unknown = [s for s in strategies if s not in STRATEGIES]
@@ -97,7 +109,7 @@ def run_demo(
         scene = generate_scene(scene_dir, size_m=size_m, seed=seed)
     cfg = write_demo_config(
         scene, out_dir, seed=seed, minutes_per_model=minutes_per_model, models=models,
-        strategies=strategies,
+        strategies=strategies, model_steps=model_steps,
     )  # fmt: skip
     print(f"iota2 cfg written to {cfg}; running the chain (SIMULATED data)")
     return run_chain(load_config(cfg))

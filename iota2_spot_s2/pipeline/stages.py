@@ -57,21 +57,67 @@ def read_labels(
     mapping: Path | None = None,
     nomenclature: Nomenclature | None = None,
     layer: str | None = None,
+    ignore_label: int | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Labels on ``grid`` from a vector (rasterized) or a raster already on that grid."""
+    """Labels on ``grid`` from a vector (rasterized) or a raster already on that grid.
+
+    0 is no-data in the returned labels; ``ignore_label`` (and a label raster's nodata tag)
+    become 0 too.
+    """
     if reference.suffix.lower() in RASTER_SUFFIXES:
-        ref_grid = Grid.from_raster(reference)
-        if (ref_grid.transform, ref_grid.shape) != (grid.transform, grid.shape):
-            raise InputError(reference, "reference raster is not on the image grid")
-        with rasterio.open(reference) as src:
-            labels = src.read(1).astype(np.uint16)
-        return labels, {"source": str(reference), "kind": "raster"}
+        return read_label_raster(reference, grid, ignore_label=ignore_label)
     from iota2_spot_s2.reference import rasterize_reference
 
     result = rasterize_reference(
         reference, grid, field, layer=layer, mapping=mapping, nomenclature=nomenclature
     )
-    return result.labels, _as_dict(result.report)
+    labels = result.labels
+    if ignore_label is not None:
+        labels = np.where(labels == ignore_label, 0, labels).astype(labels.dtype)
+    return labels, _as_dict(result.report)
+
+
+def check_on_grid(path: Path, grid: Grid, what: str) -> None:
+    """Refuse a raster that is not on ``grid`` (CRS, transform and shape).
+
+    Raises:
+        InputError: Naming ``path`` and what differs.
+    """
+    other = Grid.from_raster(path)
+    if other.crs != grid.crs:
+        raise InputError(path, f"{what} is in {other.crs}, the image in {grid.crs}")
+    if (other.transform, other.shape) != (grid.transform, grid.shape):
+        raise InputError(path, f"{what} is not on the image grid")
+
+
+def read_label_raster(
+    path: Path, grid: Grid, *, ignore_label: int | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """A label raster on ``grid`` as uint16 codes with 0 = no-data.
+
+    The raster's nodata tag and ``ignore_label`` become 0. A raster that uses 0 as a class
+    (0 present while another value is its no-data) is refused: 0 is no-data here.
+
+    Raises:
+        InputError: Off-grid raster, non-integer or negative codes, or 0 used as a class.
+    """
+    check_on_grid(path, grid, "reference raster")
+    with rasterio.open(path) as src:
+        raw, nodata = src.read(1), src.nodata
+    if not np.issubdtype(raw.dtype, np.integer):
+        raise InputError(path, f"label raster must hold integer codes, not {raw.dtype}")
+    if raw.size and (raw.min() < 0 or raw.max() > np.iinfo(np.uint16).max):
+        raise InputError(path, "label codes must lie in 0..65535")
+    ignored = {int(v) for v in (nodata, ignore_label) if v is not None}
+    if ignored and 0 not in ignored and (raw == 0).any():
+        raise InputError(path, f"uses 0 as a class while {sorted(ignored)} is its no-data: "
+                         "recode the classes to 1.. (0 is no-data here)")  # fmt: skip
+    labels = raw.astype(np.uint16)
+    for value in ignored:
+        labels[raw == value] = 0
+    report = {"source": str(path), "kind": "raster", "ignored": sorted(ignored),
+              "ignored_pixels": int((raw != 0).sum() - (labels != 0).sum())}  # fmt: skip
+    return labels, report
 
 
 def prepare_reference(
@@ -87,6 +133,7 @@ def prepare_reference(
     s2_grid: Grid | None = None,
     layer: str | None = None,
     holdout: np.ndarray | None = None,
+    ignore_label: int | None = None,
 ) -> PreparedReference:
     """Rasterize the reference on the image grid, split it 64/16/20 by blocks, write both.
 
@@ -103,8 +150,9 @@ def prepare_reference(
 
     grid = image_grid(image)
     labels, report = read_labels(
-        reference, grid, field, mapping=mapping, nomenclature=nomenclature, layer=layer
-    )
+        reference, grid, field, mapping=mapping, nomenclature=nomenclature, layer=layer,
+        ignore_label=ignore_label,
+    )  # fmt: skip
     invalid = np.asarray(image.isnull().any("band"))
     labels = np.where(invalid, 0, labels).astype(np.uint16)
     split_grid = s2_grid or grid
@@ -214,16 +262,29 @@ def train_from_files(
     max_minutes: float | None,
     seed: int,
     block_m: float,
+    split: Path | None = None,
+    val_reference: Path | None = None,
+    ignore_label: int | None = None,
     **train_kwargs: Any,
 ) -> Any:
-    """``fuse-classify train``: labels + split next to the checkpoint, then train (resumable)."""
+    """``fuse-classify train``: labels + split next to the checkpoint, then train (resumable).
+
+    The labels and split are written to ``<checkpoint stem>_reference/`` beside the checkpoint,
+    so two models trained into one folder keep their own. The split is the 64/16/20 block split
+    (``block_m``), the user's ``split`` raster (1 train, 2 validation, 3 test), or every labelled
+    pixel for training with ``val_reference``'s pixels for validation.
+    """
+    from iota2_spot_s2.pipeline.training_inputs import prepare_training_reference
     from iota2_spot_s2.sensors import open_spot
     from iota2_spot_s2.training import train
+    from iota2_spot_s2.training.loop import check_training_args
 
+    check_training_args(model_name, epochs=epochs, max_minutes=max_minutes, **train_kwargs)
     data = open_spot(image)
-    prepared = prepare_reference(
-        data, reference, field, checkpoint.parent / "reference", block_m=block_m, seed=seed
-    )
+    prepared = prepare_training_reference(
+        data, reference, field, reference_dir(checkpoint), block_m=block_m, seed=seed,
+        split=split, val_reference=val_reference, ignore_label=ignore_label,
+    )  # fmt: skip
     return train(
         data,
         prepared.labels,
@@ -235,6 +296,11 @@ def train_from_files(
         checkpoint_path=checkpoint,
         **train_kwargs,
     )
+
+
+def reference_dir(checkpoint: Path) -> Path:
+    """Where ``train`` writes a checkpoint's labels and split: ``<stem>_reference/``."""
+    return checkpoint.parent / f"{checkpoint.with_suffix('').name}_reference"
 
 
 def predict_from_files(
@@ -279,27 +345,54 @@ def evaluate_from_files(
     subset: str = "test",
     title: str | None = None,
     codes: list[int] | None = None,
+    bootstrap_block: int | None = None,
 ) -> Any:
-    """``fuse-classify evaluate``: confusion matrix and scores of a map on a reference subset."""
+    """``fuse-classify evaluate``: confusion matrix and scores of a map on a reference subset.
+
+    Labelled pixels the map leaves unmapped (0 or a code outside the classes) are errors: they
+    get a "no decision" column (code ``max + 1``) and their count goes in the JSON
+    (``unmapped_labelled_pixels``). With ``bootstrap_block`` the JSON also holds 95 % intervals
+    of OA, kappa, mean F1 and class F1 from a block bootstrap (:mod:`iota2_spot_s2.evaluation.
+    bootstrap`, blocks of that many pixels).
+    """
     from iota2_spot_s2.evaluation import confusion_matrix, scores, write_report
+    from iota2_spot_s2.evaluation.bootstrap import block_confusions, bootstrap_scores
 
     grid = Grid.from_raster(produced)
     with rasterio.open(produced) as src:
+        if src.count != 1 or not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
+            raise InputError(
+                produced,
+                f"is not a class map ({src.count} bands of {src.dtypes[0]}): "
+                "give the one-band integer *_classes.tif",
+            )
         produced_arr = src.read(1)
     labels, _ = read_labels(reference, grid, field)
     if split is not None:
-        split_grid = Grid.from_raster(split)
-        if (split_grid.transform, split_grid.shape) != (grid.transform, grid.shape):
-            raise InputError(split, "split raster is not on the grid of the evaluated map")
+        check_on_grid(split, grid, "split raster")
         with rasterio.open(split) as src:
             labels = np.where(src.read(1) == SUBSETS[subset], labels, 0)
     codes = codes or sorted(int(c) for c in np.unique(labels) if c != 0)
     if not codes:
         raise InputError(reference, "no labelled pixel in the evaluated subset")
-    cm = confusion_matrix(labels, produced_arr, codes)
-    result = scores(cm, codes)
+    unmapped = (labels > 0) & ~np.isin(produced_arr, codes)
+    n_unmapped = int(unmapped.sum())
+    scored = list(codes)
+    if n_unmapped:
+        scored.append(max(codes) + 1)
+        produced_arr = np.where(unmapped, scored[-1], produced_arr)
+    cm = confusion_matrix(labels, produced_arr, scored)
+    result = scores(cm, scored)
+    extra: dict[str, Any] = {"unmapped_labelled_pixels": n_unmapped}
+    if n_unmapped:
+        extra["no_decision_code"] = scored[-1]
+    if bootstrap_block:
+        blocks = block_confusions(labels, produced_arr, scored, bootstrap_block)
+        intervals = bootstrap_scores(blocks, scored)
+        intervals["f1"] = {c: v for c, v in intervals["f1"].items() if c in codes}
+        extra["bootstrap"] = {"block_px": bootstrap_block, **intervals}
     title = title or f"{produced.name} vs {reference.name} ({subset if split else 'all'} pixels)"
-    write_report(result, cm, codes, out_dir, title=title)
+    write_report(result, cm, scored, out_dir, title=title, extra=extra)
     return result
 
 

@@ -16,7 +16,7 @@ a killed chain resumes.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ def run_spot(ctx: TileContext, model_name: str) -> StrategyOutput:
     result = train(
         ctx.spot, ctx.prepared.labels, ctx.prepared.split, model_name=model_name,
         class_codes=ctx.codes, checkpoint_path=ctx.tile_dir / "models" / f"{model_name}.pt",
-        seed=ctx.plugin.seed, **asdict(ctx.plugin.training),
+        seed=ctx.plugin.seed, **ctx.plugin.recipe(model_name),
     )  # fmt: skip
     outputs = predict_map(
         load_model(result.checkpoint_path), ctx.spot, ctx.tile_dir / "maps",
@@ -118,7 +118,7 @@ def run_early(ctx: TileContext) -> StrategyOutput:
     from iota2_spot_s2.training.paired import load_early_fusion, train_early_fusion
 
     assert ctx.s2 is not None
-    recipe = asdict(ctx.plugin.training)
+    recipe = ctx.plugin.recipe("early_fusion")
     recipe["crop"] = max(40, recipe["crop"] // 40 * 40)  # a whole number of S2 pixels
     result = train_early_fusion(
         ctx.spot, ctx.s2, ctx.prepared.labels, ctx.prepared.split,

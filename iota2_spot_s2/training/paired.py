@@ -33,7 +33,7 @@ import xarray as xr
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.models import build_model
 from iota2_spot_s2.training.checkpoint import LoadedModel, load_model, read_checkpoint
-from iota2_spot_s2.training.loop import TrainResult, _run_epochs, trained_seconds
+from iota2_spot_s2.training.loop import TrainResult, check_budget, finish, run_rounds
 from iota2_spot_s2.training.paired_data import (
     PairedCropSampler,
     PairGeometry,
@@ -127,15 +127,22 @@ def train_early_fusion(
     ratio: str | float | None = None,
     class_codes: list[int] | None = None,
     epochs: int = 300,
-    iters_per_epoch: int = 40,
+    iters_per_epoch: int | None = None,
     batch_size: int = 8,
     crop: int = 120,
     lr: float = 1e-3,
+    schedule: str = "cosine",
+    warmup: float = 0.03,
     step_size: int = 50,
     gamma: float = 0.7,
     patience: int = 60,
     seed: int = 0,
     max_minutes: float | None = None,
+    max_steps: int | None = None,
+    rounds: int = 20,
+    val_max_pixels: int | None = 500_000,
+    final_validation: bool = True,
+    bf16: bool = False,
     class_weighting: str = "median_frequency",
     class_balanced: bool = False,
     model_kwargs: dict[str, Any] | None = None,
@@ -160,14 +167,22 @@ def train_early_fusion(
         ratio: S2/SPOT pixel-size ratio for numpy inputs (DataArrays carry their grids).
         class_codes: Code of each output class; default: the non-zero codes in ``labels``.
         epochs: Maximum number of epochs.
-        iters_per_epoch: Optimiser steps per epoch.
+        iters_per_epoch: Optimiser steps per round (``None``: see
+            :mod:`iota2_spot_s2.training.loop`).
+        schedule: LR schedule (``"cosine"``, ``"step"``, ``"constant"``), as in ``train``.
+        warmup: Warm-up share of the cosine schedule.
+        max_steps: Optimiser-step budget over all calls.
+        rounds: Validations over a step or time budget.
+        val_max_pixels: Labelled VAL pixels of the per-round validation subsample.
+        final_validation: Score the best weights on every VAL pixel at the end.
+        bf16: bf16 autocast of the forward pass.
         batch_size: Crops per step (and VAL tiles per validation batch).
         lr: Initial Adam learning rate (no weight decay).
         step_size: StepLR period, in epochs.
         gamma: StepLR factor.
         patience: Epochs without VAL mean-F1 improvement before stopping.
         seed: Seed of everything random (weights, crops, augmentation, S2 dropout).
-        max_minutes: Wall-time budget of this call, ``None`` = unbounded.
+        max_minutes: Training-time budget over all calls, ``None`` = unbounded.
         class_weighting: ``"median_frequency"``, ``"inverse_sqrt"`` or ``"none"``.
         class_balanced: Stratify crop centres by class.
         val_max_tiles: Optional cap on the number of VAL tiles (a fixed seeded subset).
@@ -198,12 +213,15 @@ def train_early_fusion(
     config: dict[str, Any] = {
         "model_name": MODEL_NAME, "epochs": epochs, "iters_per_epoch": iters_per_epoch,
         "batch_size": batch_size, "crop": _round_up(crop, period), "lr": lr,
-        "step_size": step_size, "gamma": gamma, "patience": patience, "seed": seed,
-        "max_minutes": max_minutes, "class_weighting": class_weighting,
+        "schedule": schedule, "warmup": warmup, "step_size": step_size, "gamma": gamma,
+        "patience": patience, "seed": seed, "max_minutes": max_minutes, "max_steps": max_steps,
+        "rounds": rounds, "val_max_pixels": val_max_pixels, "bf16": bf16,
+        "class_weighting": class_weighting,
         "class_balanced": class_balanced, "model_kwargs": kwargs,
         "val_tile": _round_up(val_tile, period), "val_max_tiles": val_max_tiles,
         "s2_dropout": s2_dropout, "gapfill": gapfill, "step_days": step_days,
     }  # fmt: skip
+    check_budget(config)
     session = prepare_session(
         spot, labels, split, config, class_codes, path, resume, torch.device(device)
     )
@@ -213,16 +231,8 @@ def train_early_fusion(
     half = int(getattr(session.model, "receptive_field", 0)) // 2
     margin = _round_up(min(half, config["val_tile"] // 4), period)
     session.validation = PairedValidationSet.from_validation(session.validation, windows, margin)
-    reason = _run_epochs(session, path, start, _paired_step)
-    return TrainResult(
-        checkpoint_path=path,
-        history=list(session.meta["history"]),
-        best_epoch=int(session.meta["best_epoch"]),
-        best_val_mean_f1=float(session.meta["best_val_mean_f1"]),
-        train_seconds=max(time.monotonic() - start, trained_seconds(session.meta)),
-        train_pixels_per_second=session.step_pixels / max(session.step_seconds, 1e-9),
-        stop_reason=reason,
-    )
+    reason = run_rounds(session, path, start, _paired_step)
+    return finish(session, path, start, reason, final_validation)
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -268,4 +278,6 @@ def _paired_step(session: Session) -> tuple[torch.Tensor, torch.Tensor]:
     assert isinstance(sampler, PairedCropSampler)
     spot, s2, valid, targets = sampler.batch_pairs(session.config["batch_size"], session.rng)
     x, s, v, y = (torch.from_numpy(a).to(session.device) for a in (spot, s2, valid, targets))
-    return session.criterion(session.model(x, s, v), y), y
+    with torch.autocast(session.device.type, torch.bfloat16, enabled=bool(session.config["bf16"])):
+        logits = session.model(x, s, v)
+    return session.criterion(logits.float(), y), y

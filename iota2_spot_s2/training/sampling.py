@@ -24,6 +24,7 @@ Normalisation: ``(x - band_mean) / band_std`` with statistics over the TRAIN-blo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -42,14 +43,34 @@ MAX_IN_MEMORY_BYTES = 1 << 30
 #: At most this many candidate crop centres are kept per class (a seeded random subset).
 MAX_CENTRES_PER_CLASS = 1_000_000
 
+#: Share of the machine's available memory a training cache may take (see :func:`cache_budget`).
+CACHE_MEMORY_FRACTION = 0.4
+
+
+def cache_budget(fraction: float = CACHE_MEMORY_FRACTION) -> int:
+    """Bytes a training cache may hold: ``fraction`` of the memory available now (Linux).
+
+    2 GiB where the available memory cannot be read.
+    """
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2 << 30
+    return int(available * fraction)
+
 
 class ImageSource:
     """Window reads from a ``(band, y, x)`` image: a numpy array or a (lazy) ``xr.DataArray``.
 
     Args:
         image: The image. A ``DataArray`` smaller than ``max_in_memory_bytes`` (as float32) is
-            loaded once; a bigger one stays lazy and each window is computed on demand.
+            loaded once; a bigger one stays lazy and each window is computed on demand, unless
+            :meth:`cache_region` later loads the part that training reads.
         max_in_memory_bytes: Load threshold.
+
+    Attributes:
+        cache_report: How the training windows are served: ``{"mode": "memory" | "stream",
+            "bytes": ..., "region": [y0, y1, x0, x1]}`` (set by :meth:`cache_region`).
     """
 
     def __init__(
@@ -62,9 +83,53 @@ class ImageSource:
         if isinstance(image, xr.DataArray) and small:
             image = np.asarray(image.values, dtype=np.float32)
         self._data = image
+        self._cache: np.ndarray | None = None
+        self._origin = (0, 0)
+        in_memory = isinstance(image, np.ndarray)
+        self.cache_report: dict[str, object] = {
+            "mode": "memory" if in_memory else "stream",
+            "bytes": int(np.prod(self.shape)) * 4 if in_memory else 0,
+            "region": [0, self.shape[1], 0, self.shape[2]] if in_memory else None,
+        }
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether every read of the cached region is served from memory."""
+        return self.cache_report["mode"] == "memory"
+
+    def cache_region(self, mask: np.ndarray, margin: int, budget: int | None = None) -> None:
+        """Load into memory the bounding box of ``mask`` (plus ``margin``) when it fits ``budget``.
+
+        Training reads crops around TRAIN pixels and validation tiles around VAL pixels: with
+        ``mask`` = TRAIN or VAL, those reads come from memory (float32, NaN kept) instead of one
+        disk read per crop. A lazy image whose box exceeds ``budget`` (default
+        :func:`cache_budget`) keeps streaming, and ``cache_report`` says so.
+        """
+        if isinstance(self._data, np.ndarray) or not mask.any():
+            return
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        y0, y1 = max(0, rows[0] - margin), min(self.shape[1], rows[-1] + 1 + margin)
+        x0, x1 = max(0, cols[0] - margin), min(self.shape[2], cols[-1] + 1 + margin)
+        size = self.shape[0] * (y1 - y0) * (x1 - x0) * 4
+        limit = cache_budget() if budget is None else budget
+        self.cache_report = {"mode": "stream", "bytes": size, "region": [y0, y1, x0, x1],
+                             "budget": int(limit)}  # fmt: skip
+        if size > limit:
+            return
+        cache = np.empty((self.shape[0], y1 - y0, x1 - x0), dtype=np.float32)
+        for r in range(y0, y1, 1024):  # row strips: no float64 copy of the whole box
+            r1 = min(r + 1024, y1)
+            cache[:, r - y0 : r1 - y0] = np.asarray(self._data[:, r:r1, x0:x1], dtype=np.float32)
+        self._cache, self._origin = cache, (y0, x0)
+        self.cache_report["mode"] = "memory"
 
     def read(self, y0: int, x0: int, height: int, width: int) -> np.ndarray:
         """Float32 ``(band, height, width)`` window at ``(y0, x0)``; NaN outside the image."""
+        if self._cache is not None:
+            cy, cx = y0 - self._origin[0], x0 - self._origin[1]
+            ch, cw = self._cache.shape[1:]
+            if min(cy, cx) >= 0 and cy + height <= ch and cx + width <= cw:
+                return self._cache[:, cy : cy + height, cx : cx + width].copy()
         out = np.full((self.shape[0], height, width), np.nan, dtype=np.float32)
         (ys, yd), (xs, xd) = _overlap(y0, height, self.shape[1]), _overlap(x0, width, self.shape[2])
         if ys.stop > ys.start and xs.stop > xs.start:
@@ -104,10 +169,14 @@ def band_statistics(source: ImageSource, split: np.ndarray) -> tuple[np.ndarray,
     count = np.zeros(source.shape[0])
     mean = np.zeros(source.shape[0])
     m2 = np.zeros(source.shape[0])
-    for y0, strip in source.row_strips():
-        mask = split[y0 : y0 + strip.shape[1]] == TRAIN
+    train = split == TRAIN
+    cols = np.flatnonzero(train.any(axis=0))
+    x0, x1 = (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 0)
+    for y0 in range(0, source.shape[1], 256):
+        mask = train[y0 : y0 + 256, x0:x1]
         if not mask.any():
-            continue
+            continue  # only rows and columns holding TRAIN pixels are read
+        strip = source.read(y0, x0, mask.shape[0], x1 - x0)
         for band in range(source.shape[0]):
             values = strip[band][mask].astype(np.float64)
             values = values[np.isfinite(values)]

@@ -8,7 +8,10 @@ the model, its arguments, the band count and the class codes are the same).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from torch import nn
 
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.models import SegmentationModel, build_model
+from iota2_spot_s2.reference import TRAIN, VAL
 from iota2_spot_s2.training import checkpoint as ckpt
 from iota2_spot_s2.training.losses import class_weights, make_criterion, train_class_counts
 from iota2_spot_s2.training.sampling import (
@@ -37,7 +41,6 @@ class Session:
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.StepLR
     criterion: nn.Module
     sampler: CropSampler
     validation: ValidationSet
@@ -48,6 +51,17 @@ class Session:
     step_pixels: int = 0
     step_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate_full(self, state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Scores of ``state_dict`` (loaded into a copy of the model) on every VAL pixel."""
+        tic = time.perf_counter()
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(state_dict)
+        full = dataclasses.replace(self.validation, max_pixels=None, max_tiles=None)
+        result = full.evaluate(model, self.config["batch_size"], self.device,
+                               bf16=bool(self.config.get("bf16")))  # fmt: skip
+        return {"mean_f1": result["mean_f1"], "oa": result["oa"], "pixels": int(result["cm"].sum()),
+                "seconds": time.perf_counter() - tic}  # fmt: skip
 
 
 def _check_inputs(source: ImageSource, labels: np.ndarray, split: np.ndarray) -> None:
@@ -66,6 +80,12 @@ def _resolve_codes(labels: np.ndarray, class_codes: list[int] | None) -> list[in
     if class_codes is None:
         if not found:
             raise InputError("labels", "no labelled pixel")
+        if len(found) < 2:
+            raise InputError(
+                "labels",
+                f"only one class ({found[0]}) is labelled: nothing to learn "
+                "(check the field, the mapping table and the nodata value)",
+            )
         return found
     codes = sorted(int(c) for c in class_codes)
     unknown = sorted(set(found) - set(codes))
@@ -108,11 +128,12 @@ def prepare_session(
     _seed_all(config["seed"])
     model = build_model(config["model_name"], source.shape[0], len(codes), **config["model_kwargs"])
     if config["crop"] % model.downsample:
-        raise ValueError(f"crop {config['crop']} must be a multiple of {model.downsample}")
+        raise InputError("crop", f"{config['crop']} must be a multiple of {model.downsample}")
     if saved is not None:
         _check_compatible(saved, path, config, source.shape[0], codes)
+    source.cache_region(np.isin(split, (TRAIN, VAL)), _cache_margin(model, config))
     mean, std = _statistics(saved, source, split)
-    model.to(device).train()
+    model.to(device, memory_format=torch.channels_last).train()  # faster convs on CPU
     lut = code_lookup(codes, int(labels.max()))
     patch = _is_patch_model(model)
     context = _aligned_margin(model.receptive_field // 2 if patch else 0, model.downsample)
@@ -129,11 +150,19 @@ def prepare_session(
         seed=config["seed"],
     )
     validation = _validation_set(source, labels, split, codes, mean, std, model, config)
-    weights = class_weights(train_class_counts(labels, split, codes), config["class_weighting"])
+    counts = train_class_counts(labels, split, codes)
+    weights = class_weights(counts, config["class_weighting"])
     session = _new_session(model, sampler, validation, weights, codes, config, device)
+    session.meta["train_pixels"] = int(counts.sum())
     if saved is not None:
         _restore(session, saved)
     return session
+
+
+def _cache_margin(model: SegmentationModel, config: dict[str, Any]) -> int:
+    """Context read around TRAIN/VAL pixels: crops and VAL tiles with their margins."""
+    half = model.receptive_field // 2 if _is_patch_model(model) else 0
+    return max(config["crop"], config.get("val_tile", 0)) + max(half, model.receptive_field // 2)
 
 
 def _statistics(
@@ -169,6 +198,7 @@ def _validation_set(
         margin,
         config["val_max_tiles"],
         config["seed"],
+        config.get("val_max_pixels"),
     )
     if not val.origins:
         raise InputError("split", "no labelled VAL pixel: cannot select the model")
@@ -185,7 +215,6 @@ def _new_session(
     device: torch.device,
 ) -> Session:
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"], weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config["step_size"], config["gamma"])
     meta = {
         "model_name": config["model_name"],
         "model_kwargs": config["model_kwargs"],
@@ -195,7 +224,9 @@ def _new_session(
         "band_mean": sampler.band_mean.tolist(),
         "band_std": sampler.band_std.tolist(),
         "class_weights": [float(w) for w in weights],
+        "train_pixels": 0,
         "epoch": 0,
+        "step": 0,
         "best_epoch": 0,
         "best_val_mean_f1": float("-inf"),
         "history": [],
@@ -203,7 +234,6 @@ def _new_session(
     return Session(
         model=model,
         optimizer=optimizer,
-        scheduler=scheduler,
         criterion=make_criterion(weights, device),
         sampler=sampler,
         validation=validation,
@@ -247,8 +277,10 @@ def _plain(value: Any) -> Any:
 def _restore(session: Session, saved: dict[str, Any]) -> None:
     session.model.load_state_dict(saved["state_dict"])
     session.optimizer.load_state_dict(saved["optimizer"])
-    session.scheduler.load_state_dict(saved["scheduler"])
     ckpt.restore_rng(saved["rng"], session.rng)
     session.extra["best_state_dict"] = saved["best_state_dict"]
     for key in ("epoch", "best_epoch", "best_val_mean_f1", "history"):
         session.meta[key] = saved[key]
+    session.meta["step"] = int(saved.get("step", 0))
+    if "final_validation" in saved:
+        session.meta["final_validation"] = saved["final_validation"]

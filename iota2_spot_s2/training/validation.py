@@ -33,6 +33,8 @@ class ValidationSet:
         tile: Tile side. margin: Context read around each tile.
         max_tiles: Keep at most this many tiles (a fixed seeded subset), ``None`` = all.
         seed: Seed of that subset.
+        max_pixels: Keep a fixed seeded subset of tiles holding about this many labelled VAL
+            pixels (tiles drawn in a seeded order until the count is reached), ``None`` = all.
     """
 
     source: ImageSource
@@ -45,6 +47,7 @@ class ValidationSet:
     margin: int
     max_tiles: int | None = None
     seed: int = 0
+    max_pixels: int | None = None
 
     def __post_init__(self) -> None:
         reference = np.where(self.split == VAL, self.labels, 0)
@@ -55,14 +58,29 @@ class ValidationSet:
             rng = np.random.default_rng([self.seed, 11])
             keep = np.sort(rng.choice(len(self.origins), self.max_tiles, replace=False))
             self.origins = [self.origins[i] for i in keep]
+        if self.max_pixels is not None:
+            self.origins = self._subsample(self.max_pixels)
+
+    def _subsample(self, max_pixels: int) -> list[tuple[int, int]]:
+        """Tiles in a seeded order until they hold ``max_pixels`` labelled pixels, sorted."""
+        order = np.random.default_rng([self.seed, 13]).permutation(len(self.origins))
+        kept, count = [], 0
+        for i in order:
+            if count >= max_pixels:
+                break
+            kept.append(self.origins[i])
+            count += int((self._ref(*self.origins[i]) > 0).sum())
+        return sorted(kept)
 
     @property
     def n_pixels(self) -> int:
         """Number of VAL pixels scored (over the kept tiles)."""
         return sum(int((self._ref(y0, x0) > 0).sum()) for y0, x0 in self.origins)
 
-    def evaluate(self, model: nn.Module, batch_size: int, device: str | torch.device) -> dict:
-        """Confusion matrix and scores of ``model`` on the VAL tiles.
+    def evaluate(
+        self, model: nn.Module, batch_size: int, device: str | torch.device, bf16: bool = False
+    ) -> dict:
+        """Confusion matrix and scores of ``model`` on the VAL tiles (bf16 autocast on request).
 
         Returns:
             ``{"mean_f1", "oa", "cm"}``; ``mean_f1`` is NaN when no VAL pixel exists.
@@ -76,7 +94,8 @@ class ValidationSet:
         try:
             for start in range(0, len(self.origins), batch_size):
                 origins = self.origins[start : start + batch_size]
-                produced, reference = self._predict(model, origins, device)
+                with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
+                    produced, reference = self._predict(model, origins, device)
                 cm += confusion_matrix(reference.ravel(), produced.ravel(), codes)
         finally:
             model.train(was_training)

@@ -295,7 +295,8 @@ def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:
                    help="labels: a vector (GeoPackage/Shapefile, codes in --field) or a label "
                    "raster on the image grid (its nodata tag and --ignore-label are no-data)")
     p.add_argument("--field", default="code", help="vector field holding the class codes")
-    p.add_argument("--model", default="fcn", choices=("fcn", "patch_cnn"), help="network")
+    p.add_argument("--model", default="fcn", choices=("fcn", "patch_cnn"),
+                   help="network: fcn (U-Net/SegNet FCN) or patch_cnn (65 px patch baseline)")
     p.add_argument("--out", required=True, help="checkpoint file (.pt); resumed if present")
     p.add_argument("--epochs", type=_positive_int, default=300,
                    help="maximum number of rounds (a round ends with a validation)")

@@ -16,7 +16,7 @@ from iota2_spot_s2.evaluation.bootstrap import block_confusions, bootstrap_score
 from iota2_spot_s2.reference import TRAIN, VAL
 from iota2_spot_s2.training import ImageSource, train
 from iota2_spot_s2.training.feed import BatchFeed, step_rng
-from iota2_spot_s2.training.loop import learning_rate
+from iota2_spot_s2.training.schedule import learning_rate
 from tests.test_training import TINY_FCN, make_scene
 
 FAST = {"model_name": "fcn", "model_kwargs": TINY_FCN, "val_tile": 32, "crop": 32}

@@ -56,12 +56,10 @@ from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.training import checkpoint as ckpt
 from iota2_spot_s2.training.feed import BatchFeed, step_rng
 from iota2_spot_s2.training.sampling import IGNORE_INDEX
+from iota2_spot_s2.training.schedule import check_budget, learning_rate, progress
 from iota2_spot_s2.training.session import Session, prepare_session
 
 LOG = logging.getLogger("iota2_spot_s2.training")
-SCHEDULES = ("cosine", "step", "constant")
-#: Last LR of the cosine schedule, as a fraction of ``lr``.
-COSINE_FLOOR = 0.02
 #: With a time budget, rounds last at least ``validation time / VAL_SHARE``.
 VAL_SHARE = 0.08
 
@@ -195,24 +193,6 @@ def train(
     return finish(session, path, start, reason, final_validation)
 
 
-def check_budget(config: dict[str, Any]) -> None:
-    """Reject an unknown schedule and budgets that cannot train (0 or negative).
-
-    Raises:
-        InputError: Naming the setting, its value and what is allowed.
-    """
-    if config["schedule"] not in SCHEDULES:
-        raise InputError("schedule", f"must be one of {', '.join(SCHEDULES)}, "
-                         f"got {config['schedule']!r}")  # fmt: skip
-    for key in ("epochs", "batch_size", "crop", "rounds", "iters_per_epoch", "max_steps"):
-        value = config.get(key)
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise InputError(key, f"must be a positive integer, got {value!r}")
-    minutes = config["max_minutes"]
-    if minutes is not None and not (isinstance(minutes, int | float) and minutes > 0):
-        raise InputError("max_minutes", f"must be a positive number, got {minutes!r}")
-
-
 def check_training_args(model_name: str, **kwargs: Any) -> None:
     """Validate :func:`train` arguments before any work (budgets, schedule, crop vs model).
 
@@ -294,31 +274,6 @@ def _stop_reason(meta: dict[str, Any], config: dict[str, Any]) -> str | None:
     if config.get("max_steps") is not None and meta.get("step", 0) >= config["max_steps"]:
         return "step_budget"
     return "epochs" if meta["epoch"] >= config["epochs"] else None
-
-
-def learning_rate(config: dict[str, Any], progress: float, passes: float) -> float:
-    """The LR of a step at ``progress`` in [0, 1] of the budget, ``passes`` over TRAIN pixels."""
-    lr, kind = float(config["lr"]), config.get("schedule", "step")
-    if kind == "constant":
-        return lr
-    if kind == "step":
-        return lr * float(config["gamma"]) ** math.floor(passes / float(config["step_size"]))
-    p = min(max(progress, 0.0), 1.0)
-    warm = float(config.get("warmup", 0.0))
-    ramp = min(1.0, (p + 1e-12) / warm) if warm > 0 else 1.0
-    return lr * ramp * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * p)))
-
-
-def _progress(session: Session, elapsed: float) -> float:
-    config, step = session.config, session.meta["step"]
-    parts = []
-    if config.get("max_steps"):
-        parts.append(step / config["max_steps"])
-    if config.get("max_minutes"):
-        parts.append(elapsed / (60.0 * config["max_minutes"]))
-    if not parts:
-        parts.append(step / max(1, config["epochs"] * session.extra["round_steps"]))
-    return min(1.0, max(parts))
 
 
 def image_step(session: Session) -> tuple[torch.Tensor, torch.Tensor]:
@@ -415,7 +370,9 @@ def _train_round(
         if slice_end is not None and steps > 0 and now > slice_end:
             break
         passes = meta["step"] * crop_pixels / max(1, meta["train_pixels"])
-        lr = learning_rate(config, _progress(session, done_before + now - round_start), passes)
+        elapsed = done_before + now - round_start
+        spent = progress(config, meta, session.extra["round_steps"], elapsed)
+        lr = learning_rate(config, spent, passes)
         for group in session.optimizer.param_groups:
             group["lr"] = lr
         tic = time.perf_counter()

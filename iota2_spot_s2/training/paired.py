@@ -33,7 +33,7 @@ import xarray as xr
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.models import build_model
 from iota2_spot_s2.training.checkpoint import LoadedModel, load_model, read_checkpoint
-from iota2_spot_s2.training.loop import TrainResult, check_budget, finish, run_rounds
+from iota2_spot_s2.training.loop import TrainResult, finish, run_rounds
 from iota2_spot_s2.training.paired_data import (
     PairedCropSampler,
     PairGeometry,
@@ -43,6 +43,7 @@ from iota2_spot_s2.training.paired_data import (
     s2_train_split,
 )
 from iota2_spot_s2.training.sampling import ImageSource, band_statistics, normalize
+from iota2_spot_s2.training.schedule import check_budget
 from iota2_spot_s2.training.session import Session, prepare_session
 from iota2_spot_s2.training.validation import ValidationSet
 

@@ -126,6 +126,7 @@ def _sections(scene: SceneInfo, output: Path) -> dict[str, dict[str, object]]:
         "spot_s2_fusion": {
             "spot_images": {TILE: str(scene.spot_image)}, "split_block_m": 24.0,
             "tile_size": 64, "simulated": True,
-            "training": {"epochs": 3, "iters_per_epoch": 3, "batch_size": 2, "crop": 64},
+            "training": {"epochs": 3, "iters_per_epoch": 3, "batch_size": 2, "crop": 64,
+                         "schedule": "constant", "lr": 3e-3},
         },
     }  # fmt: skip

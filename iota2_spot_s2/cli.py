@@ -11,11 +11,11 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from iota2_spot_s2 import __version__
+from iota2_spot_s2.argtypes import checked, positive_float, positive_int
 from iota2_spot_s2.errors import InputError
 
 EXIT_INPUT_ERROR = 2
@@ -253,7 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_stage_parsers(sub)
     _add_iota2_parsers(sub)
+    _add_analysis_parsers(sub)
     return parser
+
+
+def _add_analysis_parsers(sub: argparse._SubParsersAction) -> None:
+    from iota2_spot_s2.analysis import complementarity_cli
+
+    complementarity_cli.add_parser(sub)
 
 
 def _add_iota2_parsers(sub: argparse._SubParsersAction) -> None:
@@ -363,23 +370,10 @@ def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_evaluate)
 
 
-def _checked(kind: type, ok: Callable[[float], bool], rule: str) -> Callable[[str], Any]:
-    """An argparse type: ``kind(text)`` that must satisfy ``ok``, else "must be <rule>"."""
-
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its "invalid int value" message
-    return parse
-
-
-_positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
-_positive_float = _checked(float, lambda v: v > 0, "positive")
-_tile_size = _checked(int, lambda v: v >= 64, "at least 64 pixels")
-_scene_size = _checked(float, lambda v: 120 <= v <= 20_000, "within 120-20000 m")
+_positive_int = positive_int
+_positive_float = positive_float
+_tile_size = checked(int, lambda v: v >= 64, "at least 64 pixels")
+_scene_size = checked(float, lambda v: 120 <= v <= 20_000, "within 120-20000 m")
 
 
 def _file_prefix(text: str) -> str:

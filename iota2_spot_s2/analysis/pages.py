@@ -62,12 +62,12 @@ class Page:
         self.blocks.append(("table", (header, [[_cell(v) for v in row] for row in rows])))
 
     def figure(self, name: str, fig: Any, caption: str) -> None:
-        """Add a matplotlib figure (rendered to PNG now, then closed)."""
-        import matplotlib.pyplot as plt
+        """Add a matplotlib ``Figure`` (Agg canvas, no pyplot), rendered to PNG now."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+        FigureCanvasAgg(fig)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
         self.blocks.append(("figure", (name, buf.getvalue(), caption)))
 
 

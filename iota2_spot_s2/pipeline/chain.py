@@ -4,12 +4,14 @@ Output tree under ``chain.output_path``::
 
     spot_s2/<TILE>/reference/{labels,split}.tif     labels on the SPOT grid, 1/2/3 = train/val/test
     spot_s2/<TILE>/reference/s2_{labels,split}.tif  the same on the S2 grid (blocks drawn there)
+    spot_s2/<TILE>/reference/s2_clear_dates.tif     cloud-free S2 dates per SPOT pixel
     spot_s2/<TILE>/models/                          checkpoints (.pt) and S2 classifiers (.joblib)
     spot_s2/<TILE>/maps/<model>_{classes,confidence,proba}.tif + .qml   SPOT-grid COGs
     spot_s2/<TILE>/maps_s2/                         S2 classifier maps on the 10 m grid
     spot_s2/<TILE>/maps_fused/                      late fusion (+ choice map), S2 on SPOT grid
     spot_s2/<TILE>/evaluation/<strategy>/           JSON, OTB-layout CSV, PNG confusion heatmap
     spot_s2/<TILE>/maps_overview.png                image, reference and every map side by side
+    spot_s2/<TILE>/complementarity.{json,md,html}   per-class SPOT / S2 / fusion gains (+ PNGs)
     spot_s2/comparison.{json,md,png}                one row per tile and strategy
 
 Every strategy is scored on the same test blocks of the SPOT grid (see
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -83,7 +86,25 @@ def run_chain(run: RunConfig) -> list[ModelRun]:
         title=f"{label} data, test split (20 %, spatially disjoint blocks)",
         nomenclature=nomenclature,
     )
+    for tile in tiles:
+        _complementarity(out / tile, plugin, nomenclature)
     return runs
+
+
+def _complementarity(tile_dir: Path, plugin: Any, nomenclature: Nomenclature | None) -> None:
+    """The class-complementarity report of a tile, when it has SPOT, S2 and a fused map."""
+    from iota2_spot_s2.analysis.complementarity import Options
+    from iota2_spot_s2.analysis.complementarity_cli import report_tile
+
+    kinds = {"spot" if s == "spot" else "s2" if s.startswith("s2-") else "fused"
+             for s in plugin.strategies}  # fmt: skip
+    if kinds != {"spot", "s2", "fused"}:
+        print(f"complementarity report skipped for {tile_dir.name}: needs a SPOT, an S2 and a "
+              "fused strategy")  # fmt: skip
+        return
+    names = dict(zip(nomenclature.codes, nomenclature.names, strict=True)) if nomenclature else None
+    prefer = (f"spot:{plugin.fusion_model}", f"s2-{plugin.s2_classifier}")
+    report_tile(tile_dir, tile_dir, Options(seed=plugin.seed), names=names, prefer=prefer)
 
 
 def run_tile(run: RunConfig, tile: str, nomenclature: Nomenclature | None) -> list[ModelRun]:
@@ -103,6 +124,14 @@ def run_tile(run: RunConfig, tile: str, nomenclature: Nomenclature | None) -> li
         nomenclature=nomenclature, s2_grid=image_grid(s2) if s2 is not None else None,
         layer=plugin.reference_layer,
     )  # fmt: skip
+    if s2 is not None:
+        from iota2_spot_s2.analysis.complementarity_inputs import (
+            CLEAR_DATES_FILE,
+            write_clear_dates,
+        )
+
+        if not (tile_dir / "reference" / CLEAR_DATES_FILE).is_file():
+            write_clear_dates(s2, prepared.grid, tile_dir / "reference" / CLEAR_DATES_FILE)
     codes = (
         list(nomenclature.codes)
         if nomenclature

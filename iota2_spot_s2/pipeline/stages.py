@@ -335,6 +335,18 @@ def predict_from_files(
     )
 
 
+def read_class_map(path: Path) -> tuple[np.ndarray, Grid]:
+    """A one-band integer class map and its grid; probability or float rasters are refused."""
+    with rasterio.open(path) as src:
+        if src.count != 1 or not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
+            raise InputError(
+                path,
+                f"is not a class map ({src.count} bands of {src.dtypes[0]}): "
+                "give the one-band integer *_classes.tif",
+            )
+        return src.read(1), Grid.from_raster(path)
+
+
 def evaluate_from_files(
     *,
     reference: Path,
@@ -358,15 +370,7 @@ def evaluate_from_files(
     from iota2_spot_s2.evaluation import confusion_matrix, scores, write_report
     from iota2_spot_s2.evaluation.bootstrap import block_confusions, bootstrap_scores
 
-    grid = Grid.from_raster(produced)
-    with rasterio.open(produced) as src:
-        if src.count != 1 or not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
-            raise InputError(
-                produced,
-                f"is not a class map ({src.count} bands of {src.dtypes[0]}): "
-                "give the one-band integer *_classes.tif",
-            )
-        produced_arr = src.read(1)
+    produced_arr, grid = read_class_map(produced)
     labels, _ = read_labels(reference, grid, field)
     if split is not None:
         check_on_grid(split, grid, "split raster")

@@ -269,6 +269,25 @@ def test_decision_route_dempster_shafer_equals_otb(routes, tmp_path: Path, need_
     np.testing.assert_array_equal(_band(out), _band(_fused(tree, "classes")))
 
 
+def test_decision_route_writes_the_complementarity_report(routes) -> None:
+    """SPOT step vs iota2 (S2) vs fused, per class, on the held-out half of iota2's polygons:
+    the report's F1 equal the route's own scores of the same maps on the same pixels."""
+    import json
+
+    tree, _ = routes
+    work = tree.output / "spot_s2" / TILE / "iota2_fusion"
+    route = json.loads((work / "seed_0_dempster_shafer_otb.json").read_text())["scores"]
+    report = json.loads((work / "seed_0_dempster_shafer_otb" / "complementarity.json").read_text())
+    assert report["data_kind"] == "simulated"
+    assert report["primary"] == {"single": ["spot", "iota2"], "fused": "fused"}
+    for entry in report["classes"]:
+        for name in ("spot", "iota2", "fused"):
+            expected = route[name]["per_class_f1"][str(entry["code"])]
+            assert entry["maps"][name]["f1"] == pytest.approx(expected)
+    assert report["choice"]["fused"]  # DSchoice shares per class
+    assert (work / "seed_0_dempster_shafer_otb" / "complementarity.html").is_file()
+
+
 class StandInContainer:
     """iota2's data container as documented: ``get_Sentinel2_<BAND>()`` -> (rows, cols, dates)
     and the userFeat bands ``get_userFeatures_<PATTERN>_band_<n>()`` -> (rows, cols)."""

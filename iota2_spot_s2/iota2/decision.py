@@ -130,8 +130,36 @@ def fuse_tile(
     if reference is not None and test_mask.any():
         for name, path in {**maps, "fused": out["classes"]}.items():
             result.scores[name] = _scores(reference, path, test_mask, codes)
+        _complementarity(run, job, np.where(test_mask, reference, 0), maps, out, codes,
+                         grid.res[0], work / f"seed_{job.seed}_{rule}", nomenclature)  # fmt: skip
     _write_report(result, work / f"seed_{job.seed}_{rule}.json")
     return result
+
+
+def _complementarity(
+    run: RunConfig, job: TileJob, reference: np.ndarray, maps: dict[str, Path],
+    fused: dict[str, Path], codes: list[int], pixel_m: float, out_dir: Path,
+    nomenclature: Nomenclature | None,
+) -> None:  # fmt: skip
+    """Per-class report: the SPOT step's map vs iota2's (Sentinel-2) map vs the fused one."""
+    from iota2_spot_s2.analysis.complementarity import Comparison, Options, Strategy, analyse
+    from iota2_spot_s2.analysis.complementarity_report import write_complementarity
+
+    choice = _read(fused["choice"]) if fused["choice"].is_file() else None
+    comp = Comparison(
+        reference, codes, pixel_size_m=pixel_m,
+        names=dict(zip(nomenclature.codes, nomenclature.names, strict=True)) if nomenclature
+        else {},
+        strategies=[Strategy("spot", frozenset({"spot"}), _read(maps["spot"])),
+                    Strategy("iota2", frozenset({"s2"}), _read(maps["iota2"])),
+                    Strategy("fused", frozenset({"spot", "s2"}), _read(fused["classes"]), choice)],
+    )  # fmt: skip
+    block = max(2, round(run.plugin.split_block_m / pixel_m))
+    result = analyse(comp, Options(block_px=block, seed=job.seed))
+    write_complementarity(
+        result, out_dir, data_kind="simulated" if run.plugin.simulated else "real",
+        title=f"iota2 tile {job.tile} seed {job.seed}: SPOT step vs iota2 vs fused",
+    )  # fmt: skip
 
 
 def _band_codes(path: Path) -> list[int]:

@@ -138,7 +138,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         prefix=args.prefix,
         bf16=args.bf16,
     )
-    print(f"class map {outputs.class_map} ({outputs.pixels_per_second / 1e6:.2f} Mpx/s)")
+    resumed = f"; resumed, {outputs.resumed_tiles} tiles kept" if outputs.resumed_tiles else ""
+    print(f"class map {outputs.class_map} ({outputs.pixels_per_second / 1e6:.2f} Mpx/s{resumed})")
     return 0
 
 
@@ -258,9 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_analysis_parsers(sub: argparse._SubParsersAction) -> None:
-    from iota2_spot_s2.analysis import complementarity_cli
+    from iota2_spot_s2.analysis import complementarity_cli, nomenclature_cli
 
     complementarity_cli.add_parser(sub)
+    nomenclature_cli.add_parser(sub)
 
 
 def _add_iota2_parsers(sub: argparse._SubParsersAction) -> None:

@@ -66,6 +66,7 @@ from iota2_spot_s2.inference.writers import (
     output_files,
     read_timing,
 )
+from iota2_spot_s2.io import output_lock
 from iota2_spot_s2.nomenclature import Nomenclature
 from iota2_spot_s2.training.paired import LoadedEarlyFusion
 from iota2_spot_s2.training.paired_data import (
@@ -290,23 +291,24 @@ def predict_early_fusion_map(
         _check_bands(source, engine, spot)
         fingerprint = _paired_fingerprint(model, source, stack, nomenclature, autocast_bf16)
         specs = output_files(out, prefix, codes, write_proba)
-        pending = [s for s in specs if not is_complete(s, grid, fingerprint)]
         qml_path = out / f"{prefix}_classes.qml"
-        if not pending:
-            seconds, speed = read_timing(specs[0].path)
-            return _outputs(specs, _write_qml(nomenclature, qml_path), seconds, speed, True)
-        out.mkdir(parents=True, exist_ok=True)
-        tags = {FINGERPRINT_TAG: fingerprint, **_human_tags(model, codes, "dense")}
-        tags["S2_INPUT"] = "none (missing-S2 embedding)" if stack is None else "10 m windows"
-        writer = MapWriter(pending, grid, codes, nomenclature, tags)
-        with engine, writer.session():
-            start = time.perf_counter()
+        with output_lock(out, prefix):
+            pending = [s for s in specs if not is_complete(s, grid, fingerprint)]
+            if not pending:
+                seconds, speed = read_timing(specs[0].path)
+                return _outputs(specs, _write_qml(nomenclature, qml_path), seconds, speed, True)
+            tags = {FINGERPRINT_TAG: fingerprint, **_human_tags(model, codes, "dense")}
+            tags["S2_INPUT"] = "none (missing-S2 embedding)" if stack is None else "10 m windows"
             tiles = engine.plan(source.height, source.width, tile)
-            for res in engine.iter_results(source, tiles, progress=progress):
-                writer.write(res.tile.core, res.proba, res.invalid)
-            seconds = time.perf_counter() - start
-            speed = source.height * source.width / max(seconds, 1e-9)
-            writer.set_timing(seconds, speed)
+            writer = MapWriter(pending, grid, codes, nomenclature, tags, n_tiles=len(tiles))
+            with engine, writer.session():
+                start = time.perf_counter()
+                todo = [t for t in tiles if (t.core.row, t.core.col) not in writer.done]
+                for res in engine.iter_results(source, todo, progress=progress):
+                    writer.write(res.tile.core, res.proba, res.invalid)
+                seconds = writer.seconds_before + time.perf_counter() - start
+                speed = source.height * source.width / max(seconds, 1e-9)
+                writer.set_timing(seconds, speed)
     return _outputs(specs, _write_qml(nomenclature, qml_path), seconds, speed, False)
 
 

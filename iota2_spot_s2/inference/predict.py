@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -40,7 +41,10 @@ from iota2_spot_s2.inference.writers import (
     output_files,
     read_timing,
 )
+from iota2_spot_s2.io import output_lock
 from iota2_spot_s2.nomenclature import Nomenclature
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class MapOutputs:
         seconds: Wall time of the inference pass (of the original run when resumed).
         pixels_per_second: Scene pixels / seconds.
         resumed: True when every requested file was already complete and nothing was computed.
+        resumed_tiles: Tiles an interrupted earlier pass had written (not computed again).
 
     """
 
@@ -65,6 +70,7 @@ class MapOutputs:
     seconds: float
     pixels_per_second: float
     resumed: bool = False
+    resumed_tiles: int = 0
 
 
 def predict_map(
@@ -129,33 +135,40 @@ def predict_map(
         grid = source_grid(source)
         fingerprint = _fingerprint(model, source, nomenclature, mode, autocast_bf16)
         specs = output_files(out, prefix, codes, write_proba)
-        pending = [s for s in specs if not is_complete(s, grid, fingerprint)]
-        if not pending:
-            seconds, speed = read_timing(specs[0].path)
-            qml = _write_qml(nomenclature, out / f"{prefix}_classes.qml")
-            return _outputs(specs, qml, seconds, speed, resumed=True)
-        out.mkdir(parents=True, exist_ok=True)
-        tags = {FINGERPRINT_TAG: fingerprint, **_human_tags(model, codes, mode)}
-        writer = MapWriter(pending, grid, codes, nomenclature, tags)
-        with writer.session():
-            start = time.perf_counter()
+        with output_lock(out, prefix):
+            pending = [s for s in specs if not is_complete(s, grid, fingerprint)]
+            if not pending:
+                seconds, speed = read_timing(specs[0].path)
+                qml = _write_qml(nomenclature, out / f"{prefix}_classes.qml")
+                return _outputs(specs, qml, seconds, speed, resumed=True)
+            tags = {FINGERPRINT_TAG: fingerprint, **_human_tags(model, codes, mode)}
             tiles = engine.plan(source.height, source.width, tile)
-            for res in engine.iter_results(source, tiles, progress=progress):
-                writer.write(res.tile.core, res.proba, res.invalid)
-            seconds = time.perf_counter() - start
-            speed = source.height * source.width / max(seconds, 1e-9)
-            writer.set_timing(seconds, speed)
-    qml = _write_qml(nomenclature, out / f"{prefix}_classes.qml")
-    return _outputs(specs, qml, seconds, speed, resumed=False)
+            writer = MapWriter(pending, grid, codes, nomenclature, tags, n_tiles=len(tiles))
+            with writer.session():
+                start = time.perf_counter()
+                todo = [t for t in tiles if (t.core.row, t.core.col) not in writer.done]
+                skipped = len(tiles) - len(todo)
+                if skipped:
+                    log.info("%s: resuming, %d of %d tiles already written", prefix, skipped,
+                             len(tiles))  # fmt: skip
+                for res in engine.iter_results(source, todo, progress=progress):
+                    writer.write(res.tile.core, res.proba, res.invalid)
+                seconds = writer.seconds_before + time.perf_counter() - start
+                speed = source.height * source.width / max(seconds, 1e-9)
+                writer.set_timing(seconds, speed)
+            qml = _write_qml(nomenclature, out / f"{prefix}_classes.qml")
+    return _outputs(specs, qml, seconds, speed, resumed=False, resumed_tiles=skipped)
 
 
 def _outputs(
-    specs: list[OutputFile], qml: Path | None, seconds: float, speed: float, resumed: bool
-) -> MapOutputs:
+    specs: list[OutputFile], qml: Path | None, seconds: float, speed: float, resumed: bool,
+    resumed_tiles: int = 0,
+) -> MapOutputs:  # fmt: skip
     paths = {s.kind: s.path for s in specs}
     return MapOutputs(
-        paths["classes"], paths["confidence"], paths.get("proba"), qml, seconds, speed, resumed
-    )
+        paths["classes"], paths["confidence"], paths.get("proba"), qml, seconds, speed, resumed,
+        resumed_tiles,
+    )  # fmt: skip
 
 
 def _check_codes(codes: list[int], nomenclature: Nomenclature | None) -> None:

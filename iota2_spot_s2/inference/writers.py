@@ -10,20 +10,29 @@ Files (``<prefix>`` defaults to ``map``), all on the input's grid:
   code order like iota2's ``PROBAMAP``; band descriptions ``"<code> <name>"`` and band tags
   ``code``/``name``; **nodata 65535**. Rounding makes each pixel sum to 1000 within ±K/2.
 
-Each file is first written as a hidden tiled GeoTIFF (``.<name>.<random>.partial.tif``) in the
-output folder, then converted to a COG under its final name (atomic rename). If anything fails,
-the partial files are deleted: the folder never holds half-written maps.
+Each file is first written as a hidden tiled GeoTIFF in the output folder, named
+``.<name>.<fingerprint[:12]>.partial`` — no ``.tif`` suffix, so that no ``*.tif`` search (iota2's
+``FileSearch_AND`` included) ever takes it — then converted to a COG under its final name
+(atomic rename). The folder never holds a half-written file under a final name.
 
 Resuming: every final file carries a ``IOTA2_SPOT_S2_FINGERPRINT`` tag, a hash of the model
 weights, class codes, normalisation, input identity (file path/size/mtime or array content),
 mask, nomenclature and mode. A rerun keeps finished files whose fingerprint and grid match and
-recomputes the others (file granularity: an interrupted pass restarts from its first tile).
+recomputes the others. Inside a pass, progress is kept **per tile**: every ~5 % of the tiles (or
+minute) the partial files are closed — GDAL then writes them completely — and the tiles done so
+far are appended to a journal ``.<name>.<fingerprint[:12]>.journal`` (fsync'd), then the files
+are reopened. A killed run (even ``kill -9``) resumes from its last journal entry, and the
+result equals an uninterrupted run. Partial files and journals of another fingerprint (an
+earlier, different run) are removed when a new pass starts; a pass that fails before its first
+journal entry removes its own.
 """
 
 from __future__ import annotations
 
 import contextlib
-import uuid
+import json
+import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +122,14 @@ class MapWriter:
         grid: Output grid (the input's).
         codes: Class codes in logit order (increasing).
         nomenclature: For the colour table and band names (optional).
-        tags: Dataset tags written in every file (includes the fingerprint).
+        tags: Dataset tags written in every file (includes the fingerprint, which names the
+            partial files and the journal).
+        n_tiles: Tiles of the whole pass, to space the journal checkpoints (~5 % of them).
+
+    Attributes:
+        done: ``(row, col)`` of the tile cores already written by an interrupted earlier pass
+            (skip them); filled by :meth:`session`.
+        seconds_before: Compute time of those earlier passes.
 
     """
 
@@ -124,17 +140,34 @@ class MapWriter:
         codes: Sequence[int],
         nomenclature: Nomenclature | None,
         tags: dict[str, str],
+        n_tiles: int = 0,
     ) -> None:
         self.specs = list(specs)
         self.grid = grid
         self.codes = np.asarray(codes)
         self.nomenclature = nomenclature
         self.tags = tags
+        self.key = tags.get(FINGERPRINT_TAG, "")[:12] or os.urandom(6).hex()
+        self.every = max(1, n_tiles // 20) if n_tiles else 1 << 62  # else: by time only
+        self.done: set[tuple[int, int]] = set()
+        self.seconds_before = 0.0
+        self._new: list[tuple[int, int]] = []
+        self._since = time.monotonic()
         self._open: dict[str, tuple[OutputFile, Path, rasterio.io.DatasetWriter]] = {}
+
+    @property
+    def journal(self) -> Path:
+        """The journal of this pass (beside the first output)."""
+        first = self.specs[0].path
+        return first.with_name(f".{first.stem}.{self.key}.journal")
+
+    def partial(self, spec: OutputFile) -> Path:
+        """The hidden partial file of one output."""
+        return spec.path.with_name(f".{spec.path.stem}.{self.key}.partial")
 
     @contextlib.contextmanager
     def session(self) -> Iterator[MapWriter]:
-        """Open temp GTiffs; on success convert them to COGs, on failure delete them.
+        """Open (or reopen, to resume) the partial files; on success convert them to COGs.
 
         GDAL's block cache is capped at :data:`WRITE_CACHE_MB` meanwhile: its default (5 % of
         RAM) grows with the output size and made peak memory depend on the scene size.
@@ -143,19 +176,74 @@ class MapWriter:
             yield from self._session()
 
     def _session(self) -> Iterator[MapWriter]:
+        finished = False
         try:
-            for spec in self.specs:
-                tmp = spec.path.with_name(f".{spec.path.stem}.{uuid.uuid4().hex[:8]}.partial.tif")
-                self._open[spec.kind] = (spec, tmp, self._create(spec, tmp))
+            if not self._resume():
+                self._remove_stale()
+                for spec in self.specs:
+                    tmp = self.partial(spec)
+                    self._open[spec.kind] = (spec, tmp, self._create(spec, tmp))
+                self._append({"kinds": [spec.kind for spec in self.specs]})
             yield self
             self._close()
             for spec, tmp, _ in self._open.values():
                 finalize_cog(tmp, spec.path)
+            finished = True
         finally:
             self._close()
-            for _, tmp, _ in self._open.values():
-                tmp.unlink(missing_ok=True)
+            if finished or not self.done:  # nothing worth resuming from
+                for _, tmp, _ in self._open.values():
+                    tmp.unlink(missing_ok=True)
+                self.journal.unlink(missing_ok=True)
             self._open.clear()
+
+    def _resume(self) -> bool:
+        """Reopen the partial files of an interrupted pass of the same fingerprint."""
+        if not self.journal.is_file() or not all(self.partial(s).is_file() for s in self.specs):
+            return False
+        lines = [json.loads(x) for x in self.journal.read_text().splitlines() if x.strip()]
+        if not lines or lines[0].get("kinds") != [spec.kind for spec in self.specs]:
+            return False
+        try:
+            for spec in self.specs:
+                tmp = self.partial(spec)
+                self._open[spec.kind] = (spec, tmp, rasterio.open(tmp, "r+"))
+        except rasterio.RasterioIOError:
+            self._close()
+            self._open.clear()
+            return False
+        for entry in lines[1:]:
+            self.done.update((int(r), int(c)) for r, c in entry["tiles"])
+            self.seconds_before += float(entry.get("seconds", 0.0))
+        return True
+
+    def _remove_stale(self) -> None:
+        """Partial files and journals of our outputs left by other (earlier) passes."""
+        for spec in self.specs:
+            for old in spec.path.parent.glob(f".{spec.path.stem}.*.partial*"):
+                old.unlink(missing_ok=True)
+            for old in spec.path.parent.glob(f".{spec.path.stem}.*.journal"):
+                old.unlink(missing_ok=True)
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Close the files (GDAL completes them), journal the new tiles, reopen the files."""
+        due = len(self._new) >= self.every or time.monotonic() - self._since > 60.0
+        if not self._new or not (due or force):
+            return
+        self._close()
+        seconds = time.monotonic() - self._since
+        self._append({"tiles": self._new, "seconds": round(seconds, 3)})
+        self.done.update(self._new)
+        self.seconds_before += seconds
+        self._new, self._since = [], time.monotonic()
+        for kind, (spec, tmp, _) in list(self._open.items()):
+            self._open[kind] = (spec, tmp, rasterio.open(tmp, "r+"))
+
+    def _append(self, entry: dict[str, object]) -> None:
+        with open(self.journal, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     def write(self, core: PixelWindow, proba: np.ndarray, invalid: np.ndarray) -> None:
         """Write one tile core."""
@@ -165,6 +253,8 @@ class MapWriter:
         window = Window(core.col, core.row, core.width, core.height)
         for kind, (spec, _, dst) in self._open.items():
             dst.write(arrays[kind].astype(spec.dtype, copy=False), window=window)
+        self._new.append((core.row, core.col))
+        self.checkpoint()
 
     def set_timing(self, seconds: float, pixels_per_second: float) -> None:
         """Record the run's speed in every file (returned again when a rerun resumes)."""

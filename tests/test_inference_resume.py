@@ -1,0 +1,126 @@
+"""Map production resumes per tile, one writer per output, stale temporaries cleaned.
+
+Through the library (a network that fails midway) and through the real CLI (``kill -9`` of a
+running ``fuse-classify predict``): the resumed map equals an uninterrupted run, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from iota2_spot_s2.errors import InputError
+from iota2_spot_s2.inference import predict_map
+from iota2_spot_s2.io import output_lock
+from iota2_spot_s2.training import LoadedModel
+from tests.test_cli import fuse_classify
+from tests.test_cli_train import scene_files, write
+from tests.test_inference_map import NOM, Exploding, fcn, read, scene  # noqa: F401 (fixture)
+
+
+class Interrupted(Exploding):
+    """The same weights (same fingerprint: same run), failing at its n-th forward call."""
+
+    def state_dict(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return self.net.state_dict(*args, **kwargs)
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_a_pass_that_fails_midway_resumes_from_its_journal(scene, tmp_path):  # noqa: F811
+    path, _ = scene
+    base = fcn()
+    whole = predict_map(base, path, tmp_path / "whole", tile=32, write_proba=True,
+                        nomenclature=NOM, progress=False)  # fmt: skip
+    failing = LoadedModel(Interrupted(base.model, 15), base.class_codes, base.band_mean,
+                          base.band_std, "fcn")  # fmt: skip
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="boom"):
+        predict_map(failing, path, out, tile=32, write_proba=True, nomenclature=NOM,
+                    progress=False)  # fmt: skip
+    left = _hidden(out)
+    # kept for the resume: hidden, never named *.tif (iota2's file search would take them)
+    assert any(n.endswith(".journal") for n in left) and not any(n.endswith(".tif") for n in left)
+    assert not list(out.glob("*.tif"))
+    again = predict_map(base, path, out, tile=32, write_proba=True, nomenclature=NOM,
+                        progress=False)  # fmt: skip
+    assert again.resumed_tiles >= 2
+    for name in ("class_map", "confidence", "proba"):
+        np.testing.assert_array_equal(read(getattr(again, name)), read(getattr(whole, name)))
+    assert _hidden(out) == []
+
+
+def test_stale_temporaries_of_another_run_are_removed(scene, tmp_path):  # noqa: F811
+    path, _ = scene
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in (".map_classes.0123456789ab.partial", ".map_classes.0123456789ab.journal",
+                 ".map_confidence.0123456789ab.partial"):  # fmt: skip
+        (out / name).write_bytes(b"left by a killed run with other weights")
+    (out / ".other_classes.0123456789ab.partial").write_bytes(b"not ours")
+    predict_map(fcn(), path, out, tile=64, progress=False)
+    assert _hidden(out) == [".other_classes.0123456789ab.partial"]
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_folder(scene, tmp_path):  # noqa: F811
+    path, _ = scene
+    out = tmp_path / "out"
+    with output_lock(out, "map"):
+        with pytest.raises(InputError, match="another process"):
+            predict_map(fcn(), path, out, tile=64, progress=False)
+        other = predict_map(fcn(), path, out, tile=64, prefix="other", progress=False)
+        assert other.class_map.is_file()  # another prefix is another output
+    assert not list(out.glob("map_*"))
+    assert predict_map(fcn(), path, out, tile=64, progress=False).class_map.is_file()
+
+
+def _checkpoint_and_big_image(tmp_path: Path) -> tuple[Path, Path]:
+    image, labels, split, _, _ = scene_files(tmp_path)
+    ckpt = tmp_path / "fcn.pt"
+    done = fuse_classify("train", "--image", str(image), "--reference", str(labels), "--split",
+                         str(split), "--crop", "32", "--batch-size", "2", "--steps", "1",
+                         "--out", str(ckpt))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with rasterio.open(image) as src:
+        small = src.read()
+    big = write(tmp_path / "big.tif", np.tile(small, (1, 16, 16)))  # 1024 x 1024 px
+    return ckpt, big
+
+
+def test_predict_killed_with_sigkill_resumes_and_equals_an_uninterrupted_run(tmp_path):
+    ckpt, big = _checkpoint_and_big_image(tmp_path)
+    args = ["predict", "--checkpoint", str(ckpt), "--image", str(big), "--tile", "256"]
+    whole = fuse_classify(*args, "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "iota2_spot_s2.cli", *args, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        journals = list(out.glob(".*.journal")) if out.is_dir() else []
+        if journals and len(journals[0].read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed: use a bigger image"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list(out.glob("*.tif"))  # nothing under a final name
+    journal = next(out.glob(".*.journal"))
+    kept = sum(len(json.loads(line).get("tiles", [])) for line in journal.read_text().splitlines())
+    again = fuse_classify(*args, "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert kept >= 2 and f"resumed, {kept} tiles kept" in again.stdout
+    for name in ("map_classes.tif", "map_confidence.tif"):
+        np.testing.assert_array_equal(read(out / name), read(tmp_path / "whole" / name))
+    assert _hidden(out) == []

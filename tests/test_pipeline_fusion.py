@@ -140,3 +140,28 @@ def test_swapping_the_sensors_at_random_leaves_no_significant_gain(fused_run) ->
         result = analyse(comp, Options(n_boot=300, seed=seed))
         false_positives += sum(e["verdict"].startswith("gains from") for e in result["classes"])
     assert false_positives <= 2
+
+
+def test_nomenclature_of_the_spot_only_map_merges_the_crops_first(fused_run, tmp_path) -> None:
+    """SPOT alone cannot tell the phenology classes apart (by construction): the most confused
+    pair of its matrix, hence the first merge, is two of them; the fused map's first merge
+    concerns another pair, and every merge keeps or raises OA."""
+    scene = fused_run["scene"]
+    crops = set(scene.codes_needing("s2"))
+    first = {}
+    for strategy in ("spot_fcn", "late-mean"):
+        matrix = next((fused_run["tile_dir"] / "evaluation" / strategy).glob("*.json"))
+        done = subprocess.run([sys.executable, "-m", "iota2_spot_s2.cli", "nomenclature",
+                               "--confusion", str(matrix), "--data", "simulated",
+                               "--nomenclature", str(scene.nomenclature), "--min-f1", "0.8",
+                               "--out", str(tmp_path / strategy)],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        report = json.loads((tmp_path / strategy / "nomenclature.json").read_text())
+        steps = report["merges"]
+        oa = [s["overall_accuracy"] for s in steps]
+        assert all(b >= a - 1e-12 for a, b in zip(oa, oa[1:], strict=False))
+        first[strategy] = {code for group in steps[1]["merged"] for code in group}
+    print(first)
+    assert first["spot_fcn"] <= crops
+    assert not first["late-mean"] <= crops

@@ -36,3 +36,13 @@ def name_and_path(text: str) -> tuple[str, str]:
     if not sep or not name.strip() or not path.strip():
         raise argparse.ArgumentTypeError(f"must be NAME=PATH, got {text!r}")
     return name.strip(), path.strip()
+
+
+def device(text: str) -> str:
+    """A device name this machine has (see :func:`iota2_spot_s2.devices.resolve_device`)."""
+    from iota2_spot_s2.devices import resolve_device
+
+    try:
+        return str(resolve_device(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from iota2_spot_s2 import __version__
-from iota2_spot_s2.argtypes import checked, positive_float, positive_int
+from iota2_spot_s2.argtypes import checked, device, positive_float, positive_int
 from iota2_spot_s2.errors import InputError
 
 EXIT_INPUT_ERROR = 2
@@ -137,6 +137,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         color_path=Path(args.colors) if args.colors else None,
         prefix=args.prefix,
         bf16=args.bf16,
+        device=args.device,
     )
     resumed = f"; resumed, {outputs.resumed_tiles} tiles kept" if outputs.resumed_tiles else ""
     print(f"class map {outputs.class_map} ({outputs.pixels_per_second / 1e6:.2f} Mpx/s{resumed})")
@@ -340,7 +341,8 @@ def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:
                    "0 = all); every VAL pixel is scored once at the end")
     p.add_argument("--bf16", action="store_true",
                    help="bf16 autocast (faster only on CPUs/GPUs with bf16 units)")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+    p.add_argument("--device", type=device, default="cpu",
+                   help="cpu, cuda, cuda:N or auto (CUDA when available)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("predict", help="map a whole image tile by tile")
@@ -356,6 +358,8 @@ def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prefix", type=_file_prefix, default="map",
                    help="output file-name prefix (a plain name: outputs stay in --out)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster, ~99%% agreement)")
+    p.add_argument("--device", type=device, default="cpu",
+                   help="cpu, cuda, cuda:N or auto (CUDA when available)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("evaluate", help="score a class map against a reference")

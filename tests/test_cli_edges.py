@@ -25,6 +25,7 @@ def assert_refused(result: subprocess.CompletedProcess[str], words: str, out: Pa
     ("--tile", "0", "at least 64"), ("--tile", "-64", "at least 64"),
     ("--tile", "1", "at least 64"),
     ("--prefix", "../../x", "plain file-name prefix"), ("--prefix", "a/b", "plain file-name"),
+    ("--device", "tpu", "not a device"), ("--device", "cuda:99", "CUDA device"),
 ])  # fmt: skip
 def test_predict_refuses_bad_tiles_and_prefixes(tmp_path: Path, flag, value, words) -> None:
     out = tmp_path / "maps"

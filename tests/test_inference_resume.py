@@ -101,7 +101,7 @@ def _checkpoint_and_big_image(tmp_path: Path) -> tuple[Path, Path]:
 def test_predict_killed_with_sigkill_resumes_and_equals_an_uninterrupted_run(tmp_path):
     ckpt, big = _checkpoint_and_big_image(tmp_path)
     args = ["predict", "--checkpoint", str(ckpt), "--image", str(big), "--tile", "256"]
-    whole = fuse_classify(*args, "--out", str(tmp_path / "whole"))
+    whole = fuse_classify(*args, "--device", "auto", "--out", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "iota2_spot_s2.cli", *args, "--out", str(out)],

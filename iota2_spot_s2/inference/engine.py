@@ -172,7 +172,9 @@ class Engine:
 
     def run_dense(self, windows: np.ndarray) -> np.ndarray:
         """Softmax probabilities ``(N, K, H, W)`` of a batch of read windows ``(N, C, H, W)``."""
-        x = torch.from_numpy(windows).to(self.device)
+        x = torch.from_numpy(windows)
+        if self.device.type == "cuda":  # page-locked host memory: an asynchronous copy
+            x = x.pin_memory().to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self._autocast():

@@ -315,13 +315,16 @@ def predict_from_files(
     color_path: Path | None,
     prefix: str,
     bf16: bool = False,
+    device: str = "cpu",
 ) -> Any:
-    """``fuse-classify predict``: map a whole image with a trained checkpoint."""
+    """``fuse-classify predict``: map a whole image with a trained checkpoint on ``device``."""
+    from iota2_spot_s2.devices import resolve_device
     from iota2_spot_s2.inference import predict_map
     from iota2_spot_s2.sensors import open_spot
     from iota2_spot_s2.training import load_model
 
     model = load_model(checkpoint)
+    model.model.to(resolve_device(device))
     return predict_map(
         model,
         open_spot(image),

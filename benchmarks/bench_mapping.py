@@ -79,25 +79,47 @@ def write_scene(path: Path, side: int, block: int = 2048) -> Path:
     return path
 
 
-def bench_mapping(tmp: Path, side: int) -> dict[str, float]:
-    """End-to-end predict_map throughput (Mpx/s) per model and numeric option."""
+def bare_forward(
+    model: LoadedModel, bf16: bool, channels_last: bool = True, tile: int = 224, batch: int = 4
+) -> float:
+    """Mpx/s of the network alone: a batch of ``tile``-px tiles, no I/O, no margins."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    net = model.model.to(memory_format=layout)
+    x = torch.randn(batch, BANDS, tile, tile).contiguous(memory_format=layout)
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    with torch.inference_mode(), ctx:
+        net(x)  # warm-up
+        runs, tic = 0, time.perf_counter()
+        while runs < 3 or time.perf_counter() - tic < 5.0:
+            net(x)
+            runs += 1
+    return runs * batch * tile * tile / (time.perf_counter() - tic) / 1e6
+
+
+def bench_mapping(
+    tmp: Path, side: int, names: tuple[str, ...] = ("fcn", "patch_cnn")
+) -> dict[str, float]:
+    """End-to-end predict_map throughput (Mpx/s) per model and numeric option, and the ratio
+    to the bare network's forward pass measured just before it (same run)."""
     image = write_scene(tmp / f"scene_{side}.tif", side)
     out: dict[str, float] = {}
-    for name in ("fcn", "patch_cnn"):
+    for name in names:
         model = loaded(name)
         for label, opts in (
-            ("fp32", {}),
+            ("fp32", {"channels_last": False}),
             ("fp32+channels_last", {"channels_last": True}),
             ("bf16+channels_last", {"channels_last": True, "autocast_bf16": True}),
         ):
-            res = predict_map(
-                model, image, tmp / f"{name}_{label}", write_proba=True, progress=False, **opts
-            )
-            out[f"{name} dense {label}"] = res.pixels_per_second / 1e6
-            print(
-                f"  {name:9s} dense {label:20s} {res.pixels_per_second / 1e6:6.3f} Mpx/s",
-                flush=True,
-            )
+            bare = bare_forward(loaded(name), bool(opts.get("autocast_bf16")),
+                                bool(opts["channels_last"]))  # fmt: skip
+            for proba in (False, True):
+                res = predict_map(model, image, tmp / f"{name}_{label}_{proba}",
+                                  write_proba=proba, progress=False, **opts)  # fmt: skip
+                mpx = res.pixels_per_second / 1e6
+                key = f"{name} dense {label}{' +proba' if proba else ''}"
+                out[key], out[f"{key} / bare"] = mpx, mpx / bare
+                print(f"  {key:38s} {mpx:6.3f} Mpx/s   bare net {bare:6.3f} Mpx/s   "
+                      f"end-to-end / bare {mpx / bare:5.1%}", flush=True)  # fmt: skip
     return out
 
 
@@ -175,7 +197,14 @@ def main() -> None:
     parser.add_argument("--sizes", type=float, nargs="*", default=[1, 16, 100], help="Mpx")
     parser.add_argument("--map-side", type=int, default=2048)
     parser.add_argument("--only-rss", action="store_true", help="run part [4] only")
+    parser.add_argument("--only-ratio", action="store_true",
+                        help="run part [1] for fcn only: end to end vs the bare network")
     args = parser.parse_args()
+    if args.only_ratio:
+        with tempfile.TemporaryDirectory() as name:
+            print(f"[1] fcn end to end on {args.map_side}x{args.map_side} px vs the bare net")
+            print(json.dumps(bench_mapping(Path(name), args.map_side, ("fcn",)), indent=2))
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; untrained weights")
     summary: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as name:

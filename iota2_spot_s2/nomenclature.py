@@ -312,7 +312,7 @@ def read_hierarchy_csv(path: str | PathLike[str]) -> Nomenclature:
     lines = _read_lines(path)
     if not lines:
         raise InputError(path, "empty file")
-    rows = list(csv.reader(io.StringIO("\n".join(s for _, s in lines))))
+    rows = [next(csv.reader([s])) for _, s in lines]  # one row per line, always
     has_rgb, n_levels = _csv_layout(path, rows[0])
     classes: dict[int, str] = {}
     colors: dict[int, RGB] = {}

@@ -19,9 +19,11 @@ from iota2_spot_s2.settings import (
     CAMEL_TO_SNAKE,
     PLUGIN_SECTION,
     format_cfg,
+    load_config,
     read_cfg,
     resolve_path,
 )
+from iota2_spot_s2.settings.messages import single_line
 
 #: ``chain`` fields holding paths (snake_case; camelCase spellings are mapped).
 CHAIN_PATH_FIELDS = (
@@ -79,22 +81,28 @@ def path_fields(raw: dict[str, Any], source: Path | None = None) -> list[tuple[s
 def check_cfg_paths(path: str | os.PathLike[str]) -> list[tuple[str, Path]]:
     """Every path the cfg names, resolved; inputs must exist, outputs' parents must.
 
+    The cfg is first validated like :func:`~iota2_spot_s2.settings.load_config` does (types,
+    ranges, choices), so a bad value is reported before any path is listed.
+
     Returns:
         ``(field, resolved path)`` of every path checked.
 
     Raises:
-        InputError: Naming the cfg, the first field whose path is missing.
+        InputError: Naming the cfg, its first invalid value or the first field whose path is
+            missing.
 
     """
     source = Path(path)
+    load_config(source, check_paths=False)
     raw = read_cfg(source)
     checked: list[tuple[str, Path]] = []
     for name, value in path_fields(raw, source):
         resolved = resolve_path(source.parent, value)
         output = CAMEL_TO_SNAKE.get(name.split(".")[-1], name.split(".")[-1]) in OUTPUT_FIELDS
         must_exist = resolved.parent if output else resolved
-        if not must_exist.exists():
-            raise InputError(source, f"{name} points to a missing path: {must_exist}")
+        if not _exists(must_exist):
+            shown = single_line(str(must_exist))
+            raise InputError(source, f"{name} points to a missing path: {shown}")
         checked.append((name, resolved))
     return checked
 
@@ -158,6 +166,13 @@ def write_feature_cfg(
     with atomic_output(out) as tmp:
         tmp.write_text(format_cfg(raw))
     return out
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name the system refuses (too long, NUL byte)
+        return False
 
 
 def _is_set(value: Any) -> bool:

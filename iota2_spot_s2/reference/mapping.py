@@ -11,7 +11,6 @@ burn 0 and are counted as such, not as unmapped). A source value absent from the
 from __future__ import annotations
 
 import csv
-import io
 from os import PathLike
 from pathlib import Path
 
@@ -62,7 +61,7 @@ def read_mapping_table(csv_path: str | PathLike[str]) -> dict[str, int]:
     ]
     if not numbered:
         raise InputError(csv_path, "empty mapping table")
-    rows = list(csv.reader(io.StringIO("\n".join(line for _, line in numbered))))
+    rows = [next(csv.reader([line])) for _, line in numbered]  # one row per line, always
     header = [h.strip().lower() for h in rows[0]]
     if "source" not in header or "target" not in header:
         raise InputError(

@@ -177,3 +177,22 @@ def test_wrong_band_count_and_bad_options_are_rejected():
         predict_array(loaded("fcn", widths=(8, 16)), np.zeros((4, 16, 16)), mode="per_pixel")
     with pytest.raises(ValueError, match="margin"):
         predict_array(model, np.zeros((4, 20, 20), np.float32), mode="per_pixel", margin=16)
+
+
+@pytest.mark.parametrize("name", ["fcn", "patch_cnn"])
+def test_folding_batchnorm_keeps_the_function_and_removes_every_norm_layer(name: str) -> None:
+    import copy
+
+    from iota2_spot_s2.inference.engine import fold_batchnorm
+
+    torch.manual_seed(3)
+    net = build_model(name, 4, len(CODES))
+    x = torch.randn(2, 4, 96, 96) * 3 + 1
+    net.train()
+    for _ in range(3):  # non-trivial running statistics
+        net(x)
+    net.eval()
+    folded = fold_batchnorm(copy.deepcopy(net))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    with torch.inference_mode():
+        np.testing.assert_allclose(folded(x).numpy(), net(x).numpy(), rtol=1e-4, atol=1e-4)

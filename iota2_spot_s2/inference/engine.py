@@ -75,6 +75,36 @@ class TileResult:
     invalid: np.ndarray
 
 
+def fold_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
+    """Fold each ``Conv2d`` + ``BatchNorm2d`` pair of a ``Sequential`` into one convolution.
+
+    In place, for an eval-mode network: ``w' = w * g / s``, ``b' = (b - mu) * g / s + beta``
+    with ``s = sqrt(var + eps)``. Same function, one pass less over the activations (results
+    equal within float rounding, ~1e-6); every tile uses the folded net, so maps stay seamless
+    bit for bit.
+    """
+    for module in net.modules():
+        if not isinstance(module, torch.nn.Sequential):
+            continue
+        for i in range(len(module) - 1):
+            conv, bn = module[i], module[i + 1]
+            if not (isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d)):
+                continue
+            if bn.running_mean is None or bn.running_var is None or conv.groups != 1:
+                continue
+            with torch.no_grad():
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                fused = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                                        conv.stride, conv.padding, conv.dilation, bias=True,
+                                        padding_mode=conv.padding_mode)  # fmt: skip
+                fused = fused.to(conv.weight.device)
+                fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+                fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+            module[i], module[i + 1] = fused, torch.nn.Identity()
+    return net
+
+
 class Engine:
     """Runs a loaded model over a window source.
 
@@ -113,9 +143,10 @@ class Engine:
         self.autocast_bf16 = autocast_bf16
         self.channels_last = channels_last
         self._user_net, self._was_training = net, net.training
+        net = fold_batchnorm(copy.deepcopy(net).eval())
         if channels_last:
-            net = copy.deepcopy(net).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.net = net.eval()
+            net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.net = net
         self.device = next(iter(net.parameters()), torch.empty(0)).device
         self.mean = np.asarray(loaded.band_mean, np.float32).reshape(-1, 1, 1)
         self.std = np.asarray(loaded.band_std, np.float32).reshape(-1, 1, 1)

@@ -200,11 +200,13 @@ def _cmd_iota2_fuse(args: argparse.Namespace) -> int:
 
 def _cmd_iota2_check(args: argparse.Namespace) -> int:
     from iota2_spot_s2.iota2 import check_cfg_paths
+    from iota2_spot_s2.iota2.cfg import generation_line
     from iota2_spot_s2.settings import load_config
 
     for name, path in check_cfg_paths(args.config):
         print(f"{name}: {path}")
     load_config(args.config)
+    print(generation_line(args.config))
     print(f"{args.config}: every path exists; the spot_s2_fusion section is valid")
     return 0
 
@@ -272,7 +274,7 @@ def _add_iota2_parsers(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("iota2", help="iota2 plugin: the FCN step, feature and decision fusion")
     routes = group.add_subparsers(dest="route", required=True)
     handlers = {
-        "step": (_cmd_iota2_step, "SPOT FCN per tile into classif/ (*_SPOT.tif, iota2 names)"),
+        "step": (_cmd_iota2_step, "SPOT FCN per tile into spot_s2/classif/ (iota2 names)"),
         "features": (_cmd_iota2_features, "feature level: SPOT userFeat tree + cfg registering it"),
         "fuse": (_cmd_iota2_fuse, "decision level: iota2's classif/ fused with the SPOT FCN's"),
         "check": (_cmd_iota2_check, "check every path and the plugin section of an iota2 cfg"),

@@ -67,7 +67,7 @@ def _spot(tree, kind: str) -> Path:
         "confidence": f"{TILE}_model_1_confidence_seed_0_SPOT.tif",
         "proba": f"PROBAMAP_{TILE}_model_1_seed_0_SPOT.tif",
     }
-    return tree.output / "classif" / names[kind]
+    return tree.output / "spot_s2" / "classif" / names[kind]  # never in iota2's classif/
 
 
 def test_step_writes_iota2_names_on_the_tile_grid(routes) -> None:
@@ -196,10 +196,10 @@ def test_texture_means_and_deviations_match_the_spot_pixels(routes) -> None:
 
 def _fused(tree, kind: str) -> Path:
     names = {
-        "classes": f"classif/Classif_{TILE}_model_1_seed_0_DS.tif",
-        "confidence": f"classif/{TILE}_model_1_confidence_seed_0_DS.tif",
-        "proba": f"classif/PROBAMAP_{TILE}_model_1_seed_0_DS.tif",
-        "choice": f"final/TMP/DSchoice_{TILE}_model_1_seed_0.tif",
+        "classes": f"spot_s2/classif/Classif_{TILE}_model_1_seed_0_DS.tif",
+        "confidence": f"spot_s2/classif/{TILE}_model_1_confidence_seed_0_DS.tif",
+        "proba": f"spot_s2/classif/PROBAMAP_{TILE}_model_1_seed_0_DS.tif",
+        "choice": f"spot_s2/classif/DSchoice_{TILE}_model_1_seed_0.tif",
     }
     return tree.output / names[kind]
 

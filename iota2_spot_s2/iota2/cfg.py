@@ -23,6 +23,7 @@ from iota2_spot_s2.settings import (
     read_cfg,
     resolve_path,
 )
+from iota2_spot_s2.settings.generation import Generation, detect_generation, to_generation
 from iota2_spot_s2.settings.messages import single_line
 
 #: ``chain`` fields holding paths (snake_case; camelCase spellings are mapped).
@@ -82,19 +83,23 @@ def check_cfg_paths(path: str | os.PathLike[str]) -> list[tuple[str, Path]]:
     """Every path the cfg names, resolved; inputs must exist, outputs' parents must.
 
     The cfg is first validated like :func:`~iota2_spot_s2.settings.load_config` does (types,
-    ranges, choices), so a bad value is reported before any path is listed.
+    ranges, choices), so a bad value is reported before any path is listed; then its iota2
+    generation (:func:`cfg_generation`): a cfg mixing 2020 and current keys is refused.
 
     Returns:
         ``(field, resolved path)`` of every path checked.
 
     Raises:
-        InputError: Naming the cfg, its first invalid value or the first field whose path is
-            missing.
+        InputError: Naming the cfg, its first invalid value, the keys of each generation of a
+            mixed cfg, or the first field whose path is missing.
 
     """
     source = Path(path)
     load_config(source, check_paths=False)
     raw = read_cfg(source)
+    generation = detect_generation(raw)
+    if generation.mixed:
+        raise InputError(source, generation.describe())
     checked: list[tuple[str, Path]] = []
     for name, value in path_fields(raw, source):
         resolved = resolve_path(source.parent, value)
@@ -105,6 +110,16 @@ def check_cfg_paths(path: str | os.PathLike[str]) -> list[tuple[str, Path]]:
             raise InputError(source, f"{name} points to a missing path: {shown}")
         checked.append((name, resolved))
     return checked
+
+
+def cfg_generation(path: str | os.PathLike[str]) -> Generation:
+    """The iota2 generation of a cfg file (2020 camelCase, current snake_case, or mixed)."""
+    return detect_generation(read_cfg(path))
+
+
+def generation_line(path: str | os.PathLike[str]) -> str:
+    """What ``fuse-classify iota2 check`` prints about the cfg's generation (one line)."""
+    return f"generation: {cfg_generation(path).describe()}"
 
 
 def absolute_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -131,18 +146,21 @@ def write_feature_cfg(
     features: tuple[str, ...],
     *,
     ndvi: bool = True,
+    generation: str | None = None,
 ) -> Path:
     """Write ``out``: the cfg ``source`` with the SPOT features registered (module docstring).
 
     ``ndvi=False`` (a panchromatic SPOT image: no NDVI in ``SPOT_TEXTURE``) leaves out the
-    external feature that needs it.
+    external feature that needs it. ``generation`` (``'2020'`` or ``'current'``) renames the
+    copy's keys for that iota2 generation (``settings.generation.to_generation``); ``None``
+    keeps the source's.
     """
     from iota2_spot_s2.iota2 import external_features
 
     source = Path(source).resolve()
     raw = absolute_paths(read_cfg(source), source.parent)
     chain = raw.setdefault("chain", {})
-    camel = any(key in CAMEL_TO_SNAKE for key in chain)
+    camel = detect_generation(raw).name == "2020" or any(k in CAMEL_TO_SNAKE for k in chain)
     chain.pop("userFeatPath", None)
     chain.pop("user_feat_path", None)
     chain["userFeatPath" if camel else "user_feat_path"] = str(user_feat_path)
@@ -163,6 +181,8 @@ def write_feature_cfg(
             "functions": " ".join(functions),
             "concat_mode": True,
         }
+    if generation is not None:
+        raw = to_generation(raw, generation)
     with atomic_output(out) as tmp:
         tmp.write_text(format_cfg(raw))
     return out

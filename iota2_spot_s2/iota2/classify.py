@@ -1,4 +1,4 @@
-"""The SPOT FCN on one iota2 tile: train (or load), map, write iota2's ``classif/`` files.
+"""The SPOT FCN on one iota2 tile: train (or load), map, write its ``spot_s2/classif/`` files.
 
 Per tile and seed ``S`` (``arg_train.runs`` seeds), with ``M = spot_s2_fusion.iota2_model``:
 
@@ -10,14 +10,28 @@ Per tile and seed ``S`` (``arg_train.runs`` seeds), with ``M = spot_s2_fusion.io
    exists its polygons are held out of training (put in the test subset), so fused masses
    measured on them are not biased towards the FCN;
 3. the SPOT-grid maps (``spot_s2/<TILE>/maps/fcn_seed_<S>_*.tif``, 1.5 m COGs);
-4. their probabilities averaged onto the tile grid (GDAL ``average`` warping), written as
-   ``classif/Classif_<TILE>_model_<M>_seed_<S>_SPOT.tif`` (uint8 codes, 0 nodata),
-   ``classif/<TILE>_model_<M>_confidence_seed_<S>_SPOT.tif`` (float32 0-1) and
-   ``classif/PROBAMAP_<TILE>_model_<M>_seed_<S>_SPOT.tif`` (uint16 0-1000, one band per class in
-   increasing code order, 0 where SPOT does not cover the tile).
+4. their probabilities averaged onto the tile grid (GDAL ``average`` warping), written into
+   ``spot_s2/classif/`` as ``Classif_<TILE>_model_<M>_seed_<S>_SPOT.tif`` (uint8 codes,
+   0 nodata), ``<TILE>_model_<M>_confidence_seed_<S>_SPOT.tif`` (float32 0-1) and
+   ``PROBAMAP_<TILE>_model_<M>_seed_<S>_SPOT.tif`` (uint16 0-1000, one band per class in
+   increasing code order, 0 where SPOT does not cover the tile): iota2's names, in a folder of
+   our own beside iota2's ``classif/`` so that iota2's mosaic globs never take them.
 
 The long parts resume: a rerun continues the checkpoint and keeps fingerprinted SPOT maps; the
-10 m ``classif/`` files are rewritten (seconds), atomically.
+10 m ``spot_s2/classif/`` files are rewritten (seconds), atomically.
+
+Test labels never reach training (:mod:`iota2_spot_s2.training.checkpoint_fingerprint`):
+
+- a checkpoint trained here is resumed only when its ``data_fingerprint`` (hash of the labels
+  and split it was trained on) names this run's labels and split; when they changed (another
+  ground truth, field, mapping table, ``split_block_m``, or iota2's ``dataAppVal`` polygons
+  appearing or changing) or it has no fingerprint (older versions), it is moved aside to
+  ``fcn_seed_<S>.stale-<hash>.pt`` (one log line) and the FCN is trained again from scratch;
+- a pretrained ``spot_s2_fusion.checkpoint`` is used for prediction only when it records the
+  split it was trained on (a ``data_fingerprint`` with its split record, as every checkpoint of
+  ``fuse-classify train`` / ``run`` / this step has); one without is refused (``InputError``),
+  since nothing then says which pixels its weights saw. Its provenance is logged: checking that
+  it held out the pixels scored later (iota2's validation polygons) is the user's part.
 """
 
 from __future__ import annotations
@@ -131,7 +145,7 @@ def crop_to_grid(image: xr.DataArray, grid: Grid, path: Path) -> xr.DataArray:
 def classify_tile(
     run: RunConfig, job: TileJob, nomenclature: Nomenclature | None = None
 ) -> SpotClassification:
-    """Train (or load) the SPOT FCN for one tile and seed and write its ``classif/`` files."""
+    """Train (or load) the SPOT FCN for one tile and seed; write its ``spot_s2/classif/`` files."""
     from iota2_spot_s2.fusion import fuse_rasters
     from iota2_spot_s2.inference import predict_map
     from iota2_spot_s2.sensors import open_spot
@@ -179,11 +193,12 @@ def _model(
 ) -> tuple[Path, Path | None]:
     """The checkpoint to map with: the configured one, or one trained on this tile and seed."""
     from iota2_spot_s2.pipeline.stages import prepare_reference
+    from iota2_spot_s2.training import checkpoint_fingerprint as fp
     from iota2_spot_s2.training import train
 
     chain, plugin = run.chain, run.plugin
     if plugin.checkpoint is not None:
-        return plugin.checkpoint, None
+        return _pretrained(plugin.checkpoint), None
     if chain.ground_truth is None:
         raise InputError(
             run.source, "chain.ground_truth (or spot_s2_fusion.checkpoint) is required"
@@ -200,35 +215,39 @@ def _model(
         else sorted(int(c) for c in np.unique(prepared.labels) if c)
     )
     checkpoint = work / "models" / f"fcn_seed_{job.seed}.pt"
-    _check_same_split(checkpoint, prepared.split)
-    result = train(
-        spot, prepared.labels, prepared.split, model_name="fcn", class_codes=codes,
-        checkpoint_path=checkpoint, seed=job.seed, **plugin.recipe("fcn"),
-    )  # fmt: skip
+    vector = iota2_validation(chain.output_path, job.tile, job.seed)
+    provenance = {**(prepared.provenance or {}), "holdout": None if vector is None else str(vector)}
+    with fp.retraining_on_other_data(checkpoint, prepared.labels, prepared.split, provenance):
+        result = train(
+            spot, prepared.labels, prepared.split, model_name="fcn", class_codes=codes,
+            checkpoint_path=checkpoint, seed=job.seed, **plugin.recipe("fcn"),
+        )  # fmt: skip
     return result.checkpoint_path, reference_dir
 
 
-def _check_same_split(checkpoint: Path, split: np.ndarray) -> None:
-    """Refuse to resume a checkpoint trained on another split; record the split otherwise.
+def _pretrained(checkpoint: Path) -> Path:
+    """A user's checkpoint, accepted only with the record of the split it was trained on.
 
-    The split changes when iota2's validation polygons appear (or change) after a first run:
-    resuming would keep weights that saw the pixels now held out.
+    Raises:
+        InputError: If the checkpoint has no ``data_fingerprint`` split record.
     """
-    import hashlib
+    import logging
 
-    from iota2_spot_s2.io import atomic_output
+    from iota2_spot_s2.training import checkpoint_fingerprint as fp
 
-    digest = hashlib.sha256(np.ascontiguousarray(split).tobytes()).hexdigest()
-    record = checkpoint.with_suffix(".split.sha256")
-    if checkpoint.is_file() and record.is_file() and record.read_text().strip() != digest:
+    saved = fp.stored_fingerprint(checkpoint)
+    if not fp.has_split_record(saved):
         raise InputError(
             checkpoint,
-            "was trained on another train/validation/test split (iota2's dataAppVal polygons "
-            "appeared or changed since): delete it to train again",
+            "has no record of the labels/split it was trained on (older version or foreign "
+            "file), so its weights may have seen test pixels: retrain it with fuse-classify "
+            "train, or remove spot_s2_fusion.checkpoint to train on the tile",
         )
-    if not record.is_file() or record.read_text().strip() != digest:
-        with atomic_output(record) as tmp:
-            tmp.write_text(digest + "\n")
+    logging.getLogger("iota2_spot_s2.iota2").info(
+        "pretrained checkpoint %s: trained on %s (pixels %s)", checkpoint,
+        saved.get("provenance"), saved.get("pixels"),
+    )  # fmt: skip
+    return checkpoint
 
 
 def _iota2_holdout(

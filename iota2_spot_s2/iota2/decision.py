@@ -2,13 +2,21 @@
 
 Sources, on the tile grid, in this order (the choice map follows it):
 
-1. the SPOT step's ``PROBAMAP_<TILE>_model_<M>_seed_<S>_SPOT.tif``;
-2. iota2's own classification: its ``PROBAMAP_<TILE>_model_<M>_seed_<S>.tif`` when present —
-   as is when it has one band per class of the SPOT FCN, else spread onto those classes when
-   its bands are the classes of iota2's learning polygons
-   (``dataAppVal/<TILE>_seed_<S>_learn.sqlite``, iota2 orders them by code); else its class map
-   softened by its confidence (the chosen class gets the confidence, the others share the rest
-   equally); else its class map alone.
+1. the SPOT step's ``spot_s2/classif/PROBAMAP_<TILE>_model_<M>_seed_<S>_SPOT.tif``;
+2. iota2's own classification: its ``PROBAMAP_<TILE>_model_<M>_seed_<S>.tif`` when present,
+   its bands spread onto the SPOT FCN's classes by iota2's class order (below); else its class
+   map softened by its confidence (the chosen class gets the confidence, the others share the
+   rest equally); else its class map alone.
+
+iota2's class order (``Classification/ImageClassifier.py``): every PROBAMAP has one band per
+class of the sorted union of the classes of *all* its models and seeds (a model that learnt
+fewer classes has its bands reordered onto that union). Read, in this order, from the
+class dictionaries of ``model/model_*_seed_*.txt`` (what iota2 itself reads when it writes
+PROBAMAPs), the ``learningSamples/Samples_region_*_seed*_learn.sqlite`` files, or the
+``dataAppVal/*_seed_*_learn.sqlite`` polygons of every tile and seed
+(:func:`iota2_class_order`). When none exists, or the band count differs from the union's
+size, fusing the PROBAMAP is refused with one :class:`InputError`: bands are never matched to
+classes by count.
 
 The label rules (``vote``, ``dempster_shafer_otb``) fuse the two class maps themselves
 (``Classif_..._SPOT.tif`` and ``Classif_...tif``), as iota2 and OTB's FusionOfClassifications do.
@@ -21,11 +29,19 @@ for the scores below; else the SPOT step's validation blocks (masses) and test b
 which iota2's own classifier may have learnt from (the report says which was used).
 
 Outputs, with iota2's names (:func:`~iota2_spot_s2.iota2.names.fused_paths`):
-``classif/Classif_..._DS.tif``, ``classif/..._confidence_seed_<S>_DS.tif`` (float32 0-1),
-``classif/PROBAMAP_..._DS.tif`` and ``final/TMP/DSchoice_<TILE>_model_<M>_seed_<S>.tif``
-(0 none, 1 both agree, 2 SPOT alone, 3 iota2 alone). Whatever ``rule`` is used, the names are
-iota2's ``_DS`` ones, so iota2's mosaic step takes them like its SAR/optical fusion; the rule
-is recorded in the ``FUSION_RULE`` tag.
+``Classif_..._DS.tif``, ``..._confidence_seed_<S>_DS.tif`` (float32 0-1), ``PROBAMAP_..._DS.tif``
+and ``DSchoice_<TILE>_model_<M>_seed_<S>.tif`` (0 none, 1 both agree, 2 SPOT alone, 3 iota2
+alone); the rule is recorded in the ``FUSION_RULE`` tag. Where they go decides what iota2's
+``final/`` holds (its mosaic sums every ``Classif*seed_<S>*.tif`` of ``classif/``, or only the
+``*DS.tif`` ones under ``argTrain.dempster_shafer_SAR_Opt_fusion``):
+
+- the cfg sets ``dempster_shafer_SAR_Opt_fusion : True``: ``classif/`` and
+  ``final/TMP/DSchoice_*``, like iota2's own SAR/optical fusion, so iota2's mosaic puts the
+  fused map in ``final/`` in place of its own. A ``_DS`` class map already in ``classif/``
+  without our ``FUSION_RULE`` tag is iota2's SAR/optical fusion: refused, never overwritten;
+- otherwise: ``spot_s2/classif/`` (choice map included), which iota2's mosaic never reads, so
+  ``final/`` stays iota2's own map; ``_DS`` files an earlier run of ours left in ``classif/``
+  (``FUSION_RULE`` tag) are removed, since they would be summed into it.
 
 Each source and the fused map are scored on those held-out pixels:
 ``spot_s2/<TILE>/iota2_fusion/seed_<S>_<rule>.json``.
@@ -48,7 +64,7 @@ from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
 from iota2_spot_s2.io import atomic_output, finalize_cog, open_tiled_gtiff
 from iota2_spot_s2.iota2.classify import TileJob, require_s2_path, validation_labels
-from iota2_spot_s2.iota2.names import SPOT_SUFFIX, classif_names, fused_paths
+from iota2_spot_s2.iota2.names import fused_paths, spot_paths
 from iota2_spot_s2.iota2.tree import (
     Iota2Classification,
     iota2_classification,
@@ -96,9 +112,7 @@ def fuse_tile(
         )
     rule = rule or plugin.decision_rule
     grid = iota2_tile_grid(require_s2_path(run), job.tile, chain.spatial_resolution)
-    spot = classif_names(job.tile, plugin.iota2_model, job.seed, SPOT_SUFFIX).paths(
-        chain.output_path / "classif"
-    )
+    spot = spot_paths(chain.output_path, job.tile, plugin.iota2_model, job.seed)
     if not spot["proba"].is_file():
         raise InputError(spot["proba"], "missing: run 'fuse-classify iota2 step' first")
     codes = _band_codes(spot["proba"])
@@ -106,7 +120,6 @@ def fuse_tile(
     for path in (iota.classes, spot["classes"]):
         _check_grid(path, grid)
     work = chain.output_path / "spot_s2" / job.tile / "iota2_fusion"
-    source, kind = _iota2_source(run, iota, codes, grid, work)
     reference, val_mask, test_mask, validation = _reference(run, job, grid, nomenclature)
     maps = {"spot": spot["classes"], "iota2": iota.classes}
     confusions = None
@@ -114,10 +127,15 @@ def fuse_tile(
         if reference is None or not val_mask.any():
             raise InputError(run.source, f"rule {rule} needs validation pixels: {validation}")
         confusions = [_confusion(reference, maps[s], val_mask, codes) for s in ("spot", "iota2")]
-    out = fused_paths(chain.output_path, job.tile, plugin.iota2_model, job.seed)
+    into_iota2 = iota2_takes_ds(run.source)
+    out = fused_paths(chain.output_path, job.tile, plugin.iota2_model, job.seed,
+                      into_iota2=into_iota2)  # fmt: skip
+    _clear_ds(fused_paths(chain.output_path, job.tile, plugin.iota2_model, job.seed,
+                          into_iota2=True), keep_ours=into_iota2)  # fmt: skip
     if rule in LABEL_RULES:  # like iota2 / OTB: the class maps themselves are fused
         sources, kind = [spot["classes"], iota.classes], "class map"
     else:
+        source, kind = _iota2_source(run, iota, codes, grid, work)
         sources = [spot["proba"], source]
     fuse_rasters(
         sources, out["classes"].parent, codes=codes, rule=rule, grid=grid,
@@ -178,19 +196,100 @@ def _check_grid(path: Path, grid: Grid) -> None:
         raise InputError(path, f"not on the tile grid ({grid.shape} px, {grid.transform})")
 
 
+def iota2_takes_ds(cfg: Path) -> bool:
+    """Whether ``argTrain.dempster_shafer_SAR_Opt_fusion`` is on: iota2 mosaics ``_DS`` alone."""
+    from iota2_spot_s2.settings import read_cfg
+
+    raw = read_cfg(cfg)
+    for section in ("argTrain", "arg_train"):
+        values = raw.get(section)
+        if isinstance(values, dict):
+            for key, value in values.items():
+                if key.lower() == "dempster_shafer_sar_opt_fusion" and value is True:
+                    return True
+    return False
+
+
+def _clear_ds(iota2_ds: dict[str, Path], *, keep_ours: bool) -> None:
+    """Refuse to overwrite iota2's own ``_DS`` files; drop ours from ``classif/`` if unwanted.
+
+    Raises:
+        InputError: If ``keep_ours`` (we are about to write there) and ``classif/`` holds a
+            ``_DS`` class map without our ``FUSION_RULE`` tag (iota2's SAR/optical fusion).
+
+    """
+    classes = iota2_ds["classes"]
+    if not classes.is_file():
+        return
+    with rasterio.open(classes) as src:
+        ours = "FUSION_RULE" in src.tags()
+    if not ours:
+        if keep_ours:
+            raise InputError(classes, "iota2's own SAR/optical fusion: not overwritten")
+        return
+    if not keep_ours:  # left by an earlier run: iota2's mosaic would add it to its own map
+        for path in iota2_ds.values():
+            path.unlink(missing_ok=True)
+        classes.with_suffix(".qml").unlink(missing_ok=True)
+
+
+def iota2_class_order(output_path: Path, data_field: str) -> tuple[list[int] | None, str]:
+    """iota2's PROBAMAP classes (sorted union, all models and seeds) and whence; None: unknown."""
+    import pyogrio.raw
+
+    models = sorted((output_path / "model").glob("model_*_seed_*.txt"))
+    classes = [c for m in models for c in _model_dictionary(m)]
+    if classes:
+        return sorted(set(classes)), "the class dictionaries of model/model_*_seed_*.txt"
+    for folder, pattern in (("learningSamples", "Samples_region_*_seed*_learn.sqlite"),
+                            ("dataAppVal", "*_seed_*_learn.sqlite")):  # fmt: skip
+        values: set[int] = set()
+        for path in sorted((output_path / folder).glob(pattern)):
+            field = iota2_field(path, data_field)
+            if field is None:
+                continue
+            _, _, _, columns = pyogrio.raw.read(path, columns=[field], read_geometry=False)
+            values |= {int(v) for v in columns[0] if v is not None and int(v) != 0}
+        if values:
+            return sorted(values), f"the union of {folder}/{pattern}"
+    return None, "no model/*.txt dictionary, learningSamples/ or dataAppVal/ learn file"
+
+
+def _model_dictionary(path: Path) -> list[int]:
+    """Classes of an OTB model file written ``with_dictionary``: line 2 = count, then codes."""
+    lines = path.read_text(errors="replace").splitlines()
+    ok = len(lines) > 1 and "#" in lines[0] and "with_dictionary" in lines[0]
+    tokens = lines[1].split() if ok else []
+    ok = ok and all(t.lstrip("-").isdigit() for t in tokens) and len(tokens) > int(tokens[0])
+    return [int(t) for t in tokens[1 : 1 + int(tokens[0])]] if ok else []
+
+
 def _iota2_source(
     run: RunConfig, iota: Iota2Classification, codes: list[int], grid: Grid, work: Path
 ) -> tuple[Path, str]:
-    """The iota2 source to fuse and what it is (see the module docstring)."""
+    """The iota2 source to fuse and what it is (see the module docstring).
+
+    Raises:
+        InputError: If iota2's PROBAMAP exists but its class order cannot be known.
+
+    """
     if iota.proba is not None:
         with rasterio.open(iota.proba) as src:
             count = src.count
-        if count == len(codes):
+        order, whence = iota2_class_order(run.chain.output_path, run.chain.data_field)
+        if order is None or len(order) != count:
+            found = whence if order is None else f"{len(order)} classes {order} in {whence}"
+            raise InputError(
+                iota.proba,
+                f"which class each of its {count} bands holds is unknown (iota2 orders them by "
+                f"the sorted classes of all its models and seeds; found: {found}); restore "
+                "iota2's model/ or learningSamples/ files, or remove the PROBAMAP to fuse "
+                "iota2's class map and confidence",
+            )
+        if order == codes:
             return iota.proba, "PROBAMAP"
-        learnt = iota2_learnt_codes(run, iota.tile, iota.seed)
-        if learnt is not None and len(learnt) == count:
-            out = work / f"iota2_proba_seed_{iota.seed}.tif"
-            return expand_probamap(iota.proba, learnt, codes, grid, out), "PROBAMAP (expanded)"
+        out = work / f"iota2_proba_seed_{iota.seed}.tif"
+        return expand_probamap(iota.proba, order, codes, grid, out), "PROBAMAP (expanded)"
     if iota.confidence is not None:
         out = work / f"iota2_soft_seed_{iota.seed}.tif"
         return soften(iota.classes, iota.confidence, codes, grid, out), "class map+confidence"

@@ -13,11 +13,20 @@ iota2 through ``userFeat: { arbo, patterns }``), one file per kind:
 
 iota2 wants userFeat rasters without nodata: pixels SPOT does not cover hold 0 (the covered
 fraction says where). Band descriptions name every band (``<PATTERN>_band_<n>`` in iota2).
+
+Temporary files never lie in the userFeat tree: iota2 finds userFeat files with
+``FileSearch_AND`` (a walk of the tile folder that sees dot-files too) and takes the tile folder
+as the first entry of the userFeat root whose name holds the tile name. Each file is built in
+the staging folder ``<root>.tmp/<TILE>/`` beside the userFeat root ``<root>`` (same filesystem),
+then moved into the tree with ``os.replace``. A rerun first removes what a killed run left:
+``.<stem>.*.partial*`` files in the tree (older versions built there) and the staging files of
+the same stem. One run per tile at a time.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -66,9 +75,7 @@ def texture_window(spot: np.ndarray, bands: list[str], src: Grid, dst: Grid) -> 
     return np.nan_to_num(out, nan=0.0)
 
 
-def _average(
-    array: np.ndarray, src: Grid, dst: Grid, nodata: float | None = np.nan
-) -> np.ndarray:
+def _average(array: np.ndarray, src: Grid, dst: Grid, nodata: float | None = np.nan) -> np.ndarray:
     out = np.full((array.shape[0], *dst.shape), np.nan, np.float32)
     reproject(
         array.astype(np.float32), out, src_transform=src.transform, src_crs=src.crs,
@@ -82,8 +89,10 @@ def write_texture(spot: xr.DataArray, grid: Grid, path: Path, spot_path: Path) -
     """Write the ``SPOT_TEXTURE`` raster of a lazy SPOT image onto ``grid``, window by window."""
     bands = [str(b) for b in spot["band"].values]
     names = texture_band_names(bands)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial.tif")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
+    staged = staging_path(path)
+    tmp = staged.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.build.tif")
+    staged.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open_tiled_gtiff(tmp, grid, len(names), "float32") as dst:
             dst.update_tags(SOURCE=str(spot_path), FEATURES="SPOT_TEXTURE")
@@ -97,10 +106,39 @@ def write_texture(spot: xr.DataArray, grid: Grid, path: Path, spot_path: Path) -
                     pixels, part_grid = _padded(part, sub)
                     values = texture_window(pixels, bands, part_grid, sub)
                 dst.write(values, window=win)
-        finalize_cog(tmp, path)
+        finalize_cog(tmp, staged)
+        _publish(staged, path)
     finally:
         tmp.unlink(missing_ok=True)
+        staged.unlink(missing_ok=True)
     return path
+
+
+def staging_path(path: Path) -> Path:
+    """Where ``<root>/<TILE>/<name>`` is built: ``<root>.tmp/<TILE>/<name>``, outside the tree."""
+    tile_dir = path.parent
+    root = tile_dir.parent
+    return root.parent / f"{root.name}.tmp" / tile_dir.name / path.name
+
+
+def remove_stale(path: Path) -> list[Path]:
+    """Remove the temporaries a killed run left for ``path``; return them.
+
+    In the userFeat tree: ``.<stem>.*.partial*`` (what ``atomic_output`` names); in the staging
+    folder: every file of that stem.
+    """
+    staged = staging_path(path)
+    found = [*path.parent.glob(f".{path.stem}.*.partial*")]
+    if staged.parent.is_dir():
+        found += [*staged.parent.glob(f".{path.stem}.*"), *staged.parent.glob(f"{path.stem}*")]
+    for leftover in found:
+        leftover.unlink(missing_ok=True)
+    return found
+
+
+def _publish(staged: Path, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, path)
 
 
 def _padded(part: xr.DataArray, sub: Grid) -> tuple[np.ndarray, Grid]:
@@ -132,6 +170,12 @@ def _overlap(spot: xr.DataArray, sub: Grid, spot_path: Path) -> xr.DataArray | N
 
 def copy_probabilities(probamap: Path, path: Path) -> Path:
     """The step's ``PROBAMAP_..._SPOT.tif`` as the ``SPOT_FCN_PROBA`` userFeat file."""
-    with atomic_output(path) as tmp:
-        shutil.copyfile(probamap, tmp)
+    remove_stale(path)
+    staged = staging_path(path)
+    try:
+        with atomic_output(staged) as tmp:
+            shutil.copyfile(probamap, tmp)
+        _publish(staged, path)
+    finally:
+        staged.unlink(missing_ok=True)
     return path

@@ -54,9 +54,17 @@ def run_step(run: RunConfig, tiles: list[str] | None = None) -> list[SpotClassif
 
 
 def feature_fusion(
-    run: RunConfig, *, tiles: list[str] | None = None, seed: int = 0
+    run: RunConfig,
+    *,
+    tiles: list[str] | None = None,
+    seed: int = 0,
+    generation: str | None = None,
 ) -> FeatureRoute:
-    """Write the SPOT userFeat tree (FCN of ``seed``) and the cfg registering it."""
+    """Write the SPOT userFeat tree (FCN of ``seed``) and the cfg registering it.
+
+    The cfg is written in the iota2 generation of ``run``'s cfg (2020 camelCase or current
+    snake_case), or in ``generation`` (``'2020'``, ``'current'``) when given.
+    """
     from iota2_spot_s2.iota2.cfg import write_feature_cfg
     from iota2_spot_s2.iota2.features import copy_probabilities, texture_band_names, write_texture
     from iota2_spot_s2.sensors import open_spot
@@ -82,7 +90,7 @@ def feature_fusion(
                 spot, grid, user_feat_file(root, tile, "texture"), spot_path
             )
         route.files[tile] = files
-    write_feature_cfg(run.source, route.cfg, root, features, ndvi=ndvi)
+    write_feature_cfg(run.source, route.cfg, root, features, ndvi=ndvi, generation=generation)
     return route
 
 

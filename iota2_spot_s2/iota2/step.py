@@ -12,6 +12,11 @@ runs standalone on :class:`StandaloneStep`, which gives the same attributes
 :class:`StandaloneSpotFCNClassification` (same contract, never iota2's scheduler).
 
 ``step_execute`` returns a bound function, never a lambda, so the step pickles for dask.
+
+Reruns resume each tile's FCN only when its checkpoint was trained on the same labels and split;
+otherwise the old checkpoint is moved aside and the FCN trained again, and a pretrained
+``spot_s2_fusion.checkpoint`` is used only with the record of its split (the rules are in
+:mod:`iota2_spot_s2.iota2.classify`).
 """
 
 from __future__ import annotations

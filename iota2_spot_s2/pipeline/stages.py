@@ -36,6 +36,7 @@ class PreparedReference:
     s2_grid: Grid | None = None
     s2_labels: np.ndarray | None = None
     s2_split: np.ndarray | None = None
+    provenance: dict[str, Any] | None = None
 
 
 def image_grid(image: xr.DataArray) -> Grid:
@@ -145,6 +146,10 @@ def prepare_reference(
     and carried onto the image grid by nearest neighbour: every SPOT pixel takes the subset of
     the 10 m pixel holding its centre, so no 10 m pixel straddles two subsets and the SPOT,
     Sentinel-2 and fused strategies are all scored on the same test blocks.
+
+    The result's ``provenance`` (reference, field, layer, mapping table, ignored label, block
+    size, split seed and grid, held-out pixels) goes into the fingerprint of the models trained
+    on it (:mod:`iota2_spot_s2.training.checkpoint_fingerprint`).
     """
     from iota2_spot_s2.reference import TEST, split_blocks, split_summary
 
@@ -179,9 +184,17 @@ def prepare_reference(
     }
     labels_path = write_band(out_dir / "labels.tif", labels, grid, nomenclature=nomenclature)
     split_path = write_band(out_dir / "split.tif", split.astype(np.uint8), grid)
+    provenance = {
+        "reference": str(reference), "field": field, "layer": layer,
+        "mapping": None if mapping is None else str(mapping), "ignore_label": ignore_label,
+        "block_m": float(block_m), "block_px": block, "split_seed": int(seed),
+        "split_grid": report["split_grid"],
+        "holdout_pixels": None if holdout is None else int(np.count_nonzero(holdout)),
+    }  # fmt: skip
     return PreparedReference(
-        grid, labels, split, labels_path, split_path, report, s2_grid, s2_labels, s2_split
-    )
+        grid, labels, split, labels_path, split_path, report, s2_grid, s2_labels, s2_split,
+        provenance,
+    )  # fmt: skip
 
 
 def _hold_out(
@@ -273,29 +286,34 @@ def train_from_files(
     so two models trained into one folder keep their own. The split is the 64/16/20 block split
     (``block_m``), the user's ``split`` raster (1 train, 2 validation, 3 test), or every labelled
     pixel for training with ``val_reference``'s pixels for validation.
+
+    A checkpoint is resumed only if trained on exactly these labels and split (its
+    ``data_fingerprint``); else nothing is written, checkpoint and reference folder alike.
+
+    Raises:
+        InputError: Bad inputs, or a checkpoint of other (or unrecorded) labels/split.
     """
-    from iota2_spot_s2.pipeline.training_inputs import prepare_training_reference
+    from iota2_spot_s2.pipeline.training_inputs import prepare_training_reference, staged
     from iota2_spot_s2.sensors import open_spot
+    from iota2_spot_s2.training import checkpoint_fingerprint as fp
     from iota2_spot_s2.training import train
     from iota2_spot_s2.training.loop import check_training_args
 
     check_training_args(model_name, epochs=epochs, max_minutes=max_minutes, **train_kwargs)
     data = open_spot(image)
-    prepared = prepare_training_reference(
-        data, reference, field, reference_dir(checkpoint), block_m=block_m, seed=seed,
-        split=split, val_reference=val_reference, ignore_label=ignore_label,
-    )  # fmt: skip
-    return train(
-        data,
-        prepared.labels,
-        prepared.split,
-        model_name=model_name,
-        epochs=epochs,
-        max_minutes=max_minutes,
-        seed=seed,
-        checkpoint_path=checkpoint,
-        **train_kwargs,
-    )
+    with staged(reference_dir(checkpoint)) as staging:
+        prepared = prepare_training_reference(
+            data, reference, field, staging, block_m=block_m, seed=seed, split=split,
+            val_reference=val_reference, ignore_label=ignore_label,
+        )  # fmt: skip
+        if train_kwargs.get("resume", True) and checkpoint.exists():
+            current = fp.data_fingerprint(prepared.labels, prepared.split, prepared.provenance)
+            fp.refuse_other_data(checkpoint, fp.stored_fingerprint(checkpoint), current)
+    with fp.provenance_of_training_data(prepared.provenance):
+        return train(
+            data, prepared.labels, prepared.split, model_name=model_name, epochs=epochs,
+            max_minutes=max_minutes, seed=seed, checkpoint_path=checkpoint, **train_kwargs,
+        )  # fmt: skip
 
 
 def reference_dir(checkpoint: Path) -> Path:

@@ -11,11 +11,18 @@ Strategies (``spot_s2_fusion.strategies``):
   source's validation confusion matrix.
 
 Every runner skips work whose output already exists (checkpoints, saved classifiers, COGs), so
-a killed chain resumes.
+a killed chain resumes. A checkpoint or saved classifier is reused only when its
+``data_fingerprint`` names the tile's current labels and split: one trained on other labels or
+another split (a changed reference, field, mapping table, block size or seed), or without a
+fingerprint, is moved aside to ``<name>.stale-<hash><suffix>`` and trained again from scratch,
+so no weights that saw today's TEST pixels are scored
+(:mod:`iota2_spot_s2.training.checkpoint_fingerprint`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,11 +67,13 @@ def run_spot(ctx: TileContext, model_name: str) -> StrategyOutput:
     from iota2_spot_s2.inference import predict_map
     from iota2_spot_s2.training import load_model, train
 
-    result = train(
-        ctx.spot, ctx.prepared.labels, ctx.prepared.split, model_name=model_name,
-        class_codes=ctx.codes, checkpoint_path=ctx.tile_dir / "models" / f"{model_name}.pt",
-        seed=ctx.plugin.seed, **ctx.plugin.recipe(model_name),
-    )  # fmt: skip
+    path = ctx.tile_dir / "models" / f"{model_name}.pt"
+    with _training_data(ctx, path):
+        result = train(
+            ctx.spot, ctx.prepared.labels, ctx.prepared.split, model_name=model_name,
+            class_codes=ctx.codes, checkpoint_path=path, seed=ctx.plugin.seed,
+            **ctx.plugin.recipe(model_name),
+        )  # fmt: skip
     outputs = predict_map(
         load_model(result.checkpoint_path), ctx.spot, ctx.tile_dir / "maps",
         tile=ctx.plugin.tile_size, write_proba=True, nomenclature=ctx.nomenclature,
@@ -87,21 +96,25 @@ def run_s2(ctx: TileContext, kind: str) -> StrategyOutput:
         train_s2_classifier,
         write_s2_maps,
     )
+    from iota2_spot_s2.training.checkpoint_fingerprint import data_fingerprint
 
     assert ctx.s2 is not None and ctx.prepared.s2_labels is not None
     assert ctx.prepared.s2_split is not None
     path = ctx.tile_dir / "models" / f"s2_{kind}.joblib"
     tic = time.perf_counter()
+    labels, split = ctx.prepared.s2_labels, ctx.prepared.s2_split
+    provenance = {**(ctx.prepared.provenance or {}), "grid": "sentinel2"}
     clf = load_classifier(path) if path.is_file() else None
+    if clf is not None:
+        clf = _same_data_classifier(clf, path, data_fingerprint(labels, split, provenance))
     if clf is not None and (
         tuple(clf.class_codes) != tuple(ctx.codes) or clf.config.get("seed") != ctx.plugin.seed
     ):
         clf = None  # trained for other classes or another seed: train again
     if clf is None:
         clf = train_s2_classifier(
-            ctx.s2, ctx.prepared.s2_labels, ctx.prepared.s2_split, kind=kind,
-            class_codes=ctx.codes, seed=ctx.plugin.seed,
-            tempcnn=FitOptions(epochs=ctx.plugin.tempcnn_epochs),
+            ctx.s2, labels, split, kind=kind, class_codes=ctx.codes, seed=ctx.plugin.seed,
+            tempcnn=FitOptions(epochs=ctx.plugin.tempcnn_epochs), provenance=provenance,
         )  # fmt: skip
         save_classifier(clf, path)
     train_seconds = time.perf_counter() - tic
@@ -120,11 +133,12 @@ def run_early(ctx: TileContext) -> StrategyOutput:
     assert ctx.s2 is not None
     recipe = ctx.plugin.recipe("early_fusion")
     recipe["crop"] = max(40, recipe["crop"] // 40 * 40)  # a whole number of S2 pixels
-    result = train_early_fusion(
-        ctx.spot, ctx.s2, ctx.prepared.labels, ctx.prepared.split,
-        checkpoint_path=ctx.tile_dir / "models" / "early_fusion.pt", class_codes=ctx.codes,
-        seed=ctx.plugin.seed, **recipe,
-    )  # fmt: skip
+    path = ctx.tile_dir / "models" / "early_fusion.pt"
+    with _training_data(ctx, path):
+        result = train_early_fusion(
+            ctx.spot, ctx.s2, ctx.prepared.labels, ctx.prepared.split, checkpoint_path=path,
+            class_codes=ctx.codes, seed=ctx.plugin.seed, **recipe,
+        )  # fmt: skip
     outputs = predict_early_fusion_map(
         load_early_fusion(result.checkpoint_path), ctx.spot, ctx.s2, ctx.tile_dir / "maps",
         tile=ctx.plugin.tile_size, write_proba=True, nomenclature=ctx.nomenclature,
@@ -134,6 +148,27 @@ def run_early(ctx: TileContext) -> StrategyOutput:
         "early", outputs.class_map, outputs.proba, result.train_seconds, result.best_epoch,
         outputs.pixels_per_second,
     )  # fmt: skip
+
+
+@contextmanager
+def _training_data(ctx: TileContext, path: Path) -> Iterator[None]:
+    """Around a SPOT-grid training: retire a checkpoint of other labels/split, record provenance."""
+    from iota2_spot_s2.training.checkpoint_fingerprint import retraining_on_other_data
+
+    labels, split = ctx.prepared.labels, ctx.prepared.split
+    with retraining_on_other_data(path, labels, split, ctx.prepared.provenance):
+        yield
+
+
+def _same_data_classifier(clf: Any, path: Path, current: dict[str, Any]) -> Any:
+    """``clf`` when trained on the data of ``current``, else None (its file moved aside)."""
+    from iota2_spot_s2.training.checkpoint_fingerprint import FINGERPRINT_KEY, retire, same_data
+
+    saved = clf.config.get(FINGERPRINT_KEY)
+    if same_data(saved, current):
+        return clf
+    retire(path, saved, current)
+    return None
 
 
 def run_late(

@@ -10,11 +10,18 @@ Three ways to say which pixels train, select and test a model (one at a time):
   the validation subset, every other labelled pixel trains (nothing is tested here).
 
 Either way the labels and the split are written as ``labels.tif`` / ``split.tif`` in
-``out_dir`` and returned as a :class:`~iota2_spot_s2.pipeline.stages.PreparedReference`.
+``out_dir`` and returned as a :class:`~iota2_spot_s2.pipeline.stages.PreparedReference` whose
+``provenance`` (reference, field, ignored label, and the block size and seed, the split raster
+or the validation reference) the trained checkpoint's fingerprint records
+(:mod:`iota2_spot_s2.training.checkpoint_fingerprint`).
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +84,11 @@ def prepare_training_reference(
     split_path = write_band(out_dir / "split.tif", subsets, grid)
     summary = {"rasterize": report, "split": split_summary(labels, subsets),
                "split_source": str(source)}  # fmt: skip
-    return PreparedReference(grid, labels, subsets, labels_path, split_path, summary)
+    provenance = {"reference": str(reference), "field": field, "ignore_label": ignore_label,
+                  "split": split, "val_reference": val_reference}  # fmt: skip
+    return PreparedReference(
+        grid, labels, subsets, labels_path, split_path, summary, provenance=provenance
+    )
 
 
 def _read_split(path: Path, grid: Grid) -> np.ndarray:
@@ -89,3 +100,19 @@ def _read_split(path: Path, grid: Grid) -> np.ndarray:
         raise InputError(path, f"split codes must be 0-3 (1 train, 2 validation, 3 test), "
                          f"found {bad[:5].tolist()}")  # fmt: skip
     return values.astype(np.uint8)
+
+
+@contextmanager
+def staged(final_dir: Path) -> Iterator[Path]:
+    """A hidden folder beside ``final_dir`` whose files replace ``final_dir``'s on success only.
+
+    ``fuse-classify train`` writes a checkpoint's labels and split there first, so a refused
+    run (bad inputs, a checkpoint of other labels/split) leaves the folder of the checkpoint as
+    it was.
+    """
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{final_dir.name}.", dir=final_dir.parent) as tmp:
+        yield Path(tmp)
+        final_dir.mkdir(exist_ok=True)
+        for item in sorted(Path(tmp).iterdir()):
+            os.replace(item, final_dir / item.name)

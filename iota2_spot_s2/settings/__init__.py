@@ -6,7 +6,10 @@ single file drives both iota2 and ``fuse-classify``:
 - the ``chain`` section holds iota2's usual fields (``output_path``, ``s2_path``, ``list_tile``,
   ``ground_truth``, ``data_field``, ``nomenclature_path``, ``color_table``,
   ``spatial_resolution``, ``proj``), in today's snake_case or the older camelCase names;
-- ``arg_train.runs`` (older ``argTrain.runs``): how many seeds iota2 runs;
+- ``arg_train.runs`` (older ``argTrain.runs``, iota2 2020's ``chain.runs``; all given must
+  agree): how many seeds iota2 runs; ``chain.proj`` or 2020's ``GlobChain.proj``;
+- :mod:`.generation` tells a 2020 (camelCase) cfg from a current (snake_case) one and renames
+  a cfg's keys into either;
 - the ``spot_s2_fusion`` section holds this plugin's settings (SPOT image per tile, models,
   strategies, training recipe, tiling).
 
@@ -23,6 +26,7 @@ in both spellings with different values is reported as a contradiction.
 Functions downstream receive plain values from these models, never the config object.
 """
 
+from iota2_spot_s2.settings.generation import Generation, detect_generation, to_generation
 from iota2_spot_s2.settings.reader import load_config, read_cfg
 from iota2_spot_s2.settings.rules import resolve_path
 from iota2_spot_s2.settings.schema import (
@@ -53,11 +57,14 @@ __all__ = [
     "SPOT_MODELS",
     "STRATEGIES",
     "ChainSettings",
+    "Generation",
     "PluginSettings",
     "RunConfig",
     "TrainingSettings",
+    "detect_generation",
     "format_cfg",
     "load_config",
     "read_cfg",
     "resolve_path",
+    "to_generation",
 ]

@@ -18,8 +18,9 @@ from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.settings.messages import one_line, single_line
 from iota2_spot_s2.settings.schema import CAMEL_TO_SNAKE, PLUGIN_SECTION, RunConfig
 
-#: Spellings of iota2's training section (today's first).
-ARG_TRAIN = ("arg_train", "argTrain")
+#: Where iota2 reads its number of seeds: today's ``arg_train.runs``, the older ``argTrain.runs``
+#: spelling and iota2 2020's ``chain.runs`` (``settings/generation.py``).
+RUNS_KEYS = (("arg_train", "runs"), ("argTrain", "runs"), ("chain", "runs"))
 #: Largest cfg file read (a bigger one is some other file given by mistake).
 MAX_BYTES = 16 << 20
 
@@ -118,14 +119,32 @@ def _model_input(source: Path, raw: dict[str, Any]) -> tuple[dict[str, Any], dic
     values["plugin"] = plugin
     names = {"plugin": PLUGIN_SECTION, "runs": "arg_train.runs"}
     names |= {f"chain.{CAMEL_TO_SNAKE[k]}": f"chain.{k}" for k in chain if k in CAMEL_TO_SNAKE}
-    runs = {name: raw[name]["runs"] for name in ARG_TRAIN
-            if isinstance(raw.get(name), dict) and "runs" in raw[name]}  # fmt: skip
-    if len({repr(v) for v in runs.values()}) > 1:
-        raise InputError(source, f"argTrain.runs contradicts arg_train.runs ({runs})")
+    runs = _agreeing(source, raw, RUNS_KEYS)
     if runs:
-        name, values["runs"] = next(iter(runs.items()))
-        names["runs"] = f"{name}.runs"
+        names["runs"], values["runs"] = runs
+    proj = _agreeing(source, raw, (("chain", "proj"), ("GlobChain", "proj")))
+    if proj:
+        values["chain"]["proj"] = proj[1]
+        names["chain.proj"] = proj[0]
     return values, names
+
+
+def _agreeing(
+    source: Path, raw: dict[str, Any], keys: tuple[tuple[str, str], ...]
+) -> tuple[str, Any] | None:
+    """``(dotted key, value)`` of the first of ``keys`` the cfg sets; all set must agree.
+
+    Raises:
+        InputError: Naming two keys that hold different values.
+
+    """
+    found = [(f"{section}.{key}", raw[section][key]) for section, key in keys
+             if isinstance(raw.get(section), dict) and key in raw[section]]  # fmt: skip
+    for name, value in found[1:]:
+        if repr(value) != repr(found[0][1]):
+            first, other = found[0]
+            raise InputError(source, f"{name} contradicts {first} ({value!r} vs {other!r})")
+    return found[0] if found else None
 
 
 def _snake_chain(source: Path, chain: dict[str, Any]) -> dict[str, Any]:

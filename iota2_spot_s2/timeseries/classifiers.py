@@ -176,6 +176,7 @@ def train_s2_classifier(
     window: int = DEFAULT_WINDOW,
     rf_params: dict[str, Any] | None = None,
     tempcnn: FitOptions | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> S2Classifier:
     """Train a Sentinel-2 classifier on TRAIN pixels, score it on VAL pixels.
 
@@ -194,6 +195,9 @@ def train_s2_classifier(
         window: Read window (pixels); align it with the series' dask chunks.
         rf_params: Overrides of :data:`RF_DEFAULTS` (any ``RandomForestClassifier`` argument).
         tempcnn: TempCNN training options.
+        provenance: Where ``labels_10m`` and ``split_10m`` come from (reference, field, block
+            size, seed...), recorded with their hash in ``config["data_fingerprint"]``
+            (:mod:`iota2_spot_s2.training.checkpoint_fingerprint`).
 
     Returns:
         The trained :class:`S2Classifier`.
@@ -211,10 +215,13 @@ def train_s2_classifier(
     x_va, y_va = _subset(*args, VAL, codes, spec, max_per_class, rng, window)
     if len(y_tr) == 0:
         raise ValueError("no usable TRAIN pixel (labels, split and series validity)")
+    from iota2_spot_s2.training.checkpoint_fingerprint import FINGERPRINT_KEY, data_fingerprint
+
     config = {
         "seed": seed, "max_per_class": max_per_class, "window": window,
         "train_samples": np.bincount(y_tr, minlength=len(codes)).tolist(),
         "val_samples": np.bincount(y_va, minlength=len(codes)).tolist(),
+        FINGERPRINT_KEY: data_fingerprint(labels, split, provenance),
     }  # fmt: skip
     clf = S2Classifier(kind, None, codes, spec, config=config)
     if kind == "rf":

@@ -7,7 +7,9 @@
 
 Metadata (both): ``format``, ``version``, ``kind``, ``class_codes``, ``spec`` (bands, gap-filling
 dates, indices, NDWI variant, step), ``gapfill_method``, ``channel_mean``/``channel_std``
-(TempCNN normalisation, TRAIN statistics), ``val_scores``, ``history``, ``config``.
+(TempCNN normalisation, TRAIN statistics), ``val_scores``, ``history``, ``config`` (with
+``config["data_fingerprint"]``: the hash, pixel counts and provenance of the labels and split
+trained on, see :mod:`iota2_spot_s2.training.checkpoint_fingerprint`; absent in older files).
 """
 
 from __future__ import annotations

@@ -5,7 +5,10 @@ Keys (see ``docs/CONTRACTS.md``): ``model_name``, ``model_kwargs``, ``in_channel
 float), ``state_dict`` (last weights), ``optimizer``, ``scheduler``, ``epoch`` (last finished
 epoch, 1-based), ``best_epoch``, ``best_val_mean_f1``, ``best_state_dict`` (weights of the best
 validation mean F1), ``history`` (one dict per epoch), ``config`` (the training arguments),
-``class_weights``, ``rng`` (numpy sampler, torch and ``random`` states) and ``format``.
+``class_weights``, ``rng`` (numpy sampler, torch and ``random`` states), ``format`` and
+``data_fingerprint`` (hash of the labels and split trained on, their pixel counts and
+provenance: :mod:`~iota2_spot_s2.training.checkpoint_fingerprint`; absent in older files, which
+are then never resumed).
 Everything is plain Python, lists or tensors, so the file loads with ``weights_only=True``.
 """
 

@@ -3,7 +3,13 @@
 :func:`prepare_session` turns :func:`~iota2_spot_s2.training.train`'s arguments into a
 :class:`Session` holding the live objects; with ``resume`` and an existing checkpoint it restores
 the weights, optimiser, scheduler, history and random generators saved there (after checking that
-the model, its arguments, the band count and the class codes are the same).
+the model, its arguments, the band count and the class codes are the same, and that the
+checkpoint's ``data_fingerprint`` names the same labels and split: a checkpoint of other
+labels/split, or one without a fingerprint, is refused and left untouched — see
+:mod:`~iota2_spot_s2.training.checkpoint_fingerprint`). The session's ``meta`` carries the
+fingerprint of ``labels`` and ``split`` (with the provenance of
+:func:`~iota2_spot_s2.training.checkpoint_fingerprint.provenance_of_training_data`), so every
+checkpoint records the data it was trained on.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.models import SegmentationModel, build_model
 from iota2_spot_s2.reference import TRAIN, VAL
 from iota2_spot_s2.training import checkpoint as ckpt
+from iota2_spot_s2.training import checkpoint_fingerprint as fp
 from iota2_spot_s2.training.losses import class_weights, make_criterion, train_class_counts
 from iota2_spot_s2.training.sampling import (
     CropSampler,
@@ -118,12 +125,14 @@ def prepare_session(
     """Check the inputs and build (or restore, when ``resume``) the training session.
 
     Raises:
-        InputError: On inconsistent inputs, no TRAIN or VAL pixel, or an incompatible checkpoint.
+        InputError: On inconsistent inputs, no TRAIN or VAL pixel, or an incompatible checkpoint
+            (another model, band count, class codes, or other labels/split).
     """
     source = ImageSource(image)
     labels, split = np.asarray(labels), np.asarray(split)
     _check_inputs(source, labels, split)
     codes = _resolve_codes(labels, class_codes)
+    fingerprint = fp.data_fingerprint(labels, split, fp.current_provenance())
     saved = ckpt.read_checkpoint(path) if resume and path.exists() else None
     _seed_all(config["seed"])
     model = build_model(config["model_name"], source.shape[0], len(codes), **config["model_kwargs"])
@@ -131,6 +140,7 @@ def prepare_session(
         raise InputError("crop", f"{config['crop']} must be a multiple of {model.downsample}")
     if saved is not None:
         _check_compatible(saved, path, config, source.shape[0], codes)
+        fp.refuse_other_data(path, saved.get(fp.FINGERPRINT_KEY), fingerprint)
     source.cache_region(np.isin(split, (TRAIN, VAL)), _cache_margin(model, config))
     mean, std = _statistics(saved, source, split)
     model.to(device, memory_format=torch.channels_last).train()  # faster convs on CPU
@@ -154,6 +164,7 @@ def prepare_session(
     weights = class_weights(counts, config["class_weighting"])
     session = _new_session(model, sampler, validation, weights, codes, config, device)
     session.meta["train_pixels"] = int(counts.sum())
+    session.meta[fp.FINGERPRINT_KEY] = fingerprint
     if saved is not None:
         _restore(session, saved)
     return session

@@ -9,6 +9,7 @@ What iota2 would leave after its classification step, in iota2's layout and form
     <root>/iota2_output/classif/Classif_<TILE>_model_1_seed_0.tif      uint8 codes, 0 nodata
     <root>/iota2_output/classif/<TILE>_model_1_confidence_seed_0.tif   float32 0-1
     <root>/iota2_output/classif/PROBAMAP_<TILE>_model_1_seed_0.tif     uint16 0-1000, code order
+    <root>/iota2_output/model/model_1_seed_0.txt       OTB model head: class dictionary
     <root>/iota2_output/final/Classif_Seed_0.tif                       the one-tile mosaic
     <root>/run.cfg                        the iota2 cfg with the plugin section
 
@@ -104,6 +105,11 @@ def build(root: Path, *, seed: int = 5, size_m: float = 240.0) -> Iota2Tree:
     clf = train_s2_classifier(series, labels, split, kind="rf", class_codes=codes, seed=seed)
     write_iota2_classification(s2_probabilities(clf, series), codes, scene.s2_grid,
                                output / "classif")  # fmt: skip
+    # the class dictionary OTB writes at the head of iota2's model file: the PROBAMAP band order
+    (output / "model").mkdir(parents=True, exist_ok=True)
+    (output / "model" / "model_1_seed_0.txt").write_text(
+        f"#with_dictionary\n{len(codes)} {' '.join(map(str, codes))} \n"
+    )
     (output / "final").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(output / "classif" / f"Classif_{TILE}_model_1_seed_0.tif",
                     output / "final" / "Classif_Seed_0.tif")  # fmt: skip

@@ -6,7 +6,11 @@ that a machine without the asked GPU gets one clear message instead of a CUDA tr
 
 from __future__ import annotations
 
+import os
+
 import torch
+
+from iota2_spot_s2.errors import InputError
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 
@@ -30,3 +34,18 @@ def resolve_device(text: str) -> torch.device:
             raise ValueError(f"{text!r}: this machine has {count} CUDA device(s)")
         return torch.device("cuda", index)
     raise ValueError(f"{text!r} is not a device ({DEVICE_CHOICES})")
+
+
+def resolve_cfg_device(text: str, source: str | os.PathLike[str]) -> torch.device:
+    """:func:`resolve_device` for the cfg key ``spot_s2_fusion.device`` of ``source``.
+
+    The key's spelling is checked with the rest of the cfg (settings schema); whether this
+    machine has the GPU is known only where the chain runs, so it is checked here.
+
+    Raises:
+        InputError: Naming the cfg file and key, when this machine lacks the device.
+    """
+    try:
+        return resolve_device(text)
+    except ValueError as err:
+        raise InputError(source, f"spot_s2_fusion.device {err}") from None

@@ -91,7 +91,16 @@ def _data(where: Path) -> Path:
     data = where / "data"
     (data / "sensor_data").mkdir(parents=True, exist_ok=True)
     (data / "spot").mkdir(exist_ok=True)
-    (data / "spot" / "T31TCJ_SPOT6_PMS.tif").write_text("placeholder")
+    spot = data / "spot" / "T31TCJ_SPOT6_PMS.tif"
+    if not spot.exists():  # a real (tiny) 4-band SPOT-like GeoTIFF: `iota2 check` opens it
+        import rasterio
+        from rasterio.transform import from_origin
+
+        with rasterio.open(
+            spot, "w", driver="GTiff", width=8, height=8, count=4, dtype="uint16",
+            crs="EPSG:2154", transform=from_origin(600000.0, 6300012.0, 1.5, 1.5),
+        ) as dst:  # fmt: skip
+            dst.write(np.ones((4, 8, 8), np.uint16))
     for name in ("nomenclature_oso.txt", "colorFile_oso.txt"):
         (data / name).write_bytes((PLUGIN_CONFIG / name).read_bytes())
     if not (data / "ground_truth.shp").exists():

@@ -31,6 +31,8 @@ def fuse_classify(*args: str) -> subprocess.CompletedProcess[str]:
 def chain_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("chain")
     scene = generate_scene(root / "scene", size_m=240.0, seed=3)
+    recode = root / "sim_to_oso.csv"  # simulated classes -> OSO codes (hedge -> broadleaf)
+    recode.write_text("source,target\n1,1\n2,4\n3,3\n4,16\n5,16\n6,6\n7,10\n8,13\n9,23\n")
     cfg = root / "run.cfg"
     cfg.write_text(
         format_cfg(
@@ -50,6 +52,9 @@ def chain_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                     "split_block_m": 24.0,
                     "simulated": True,
                     "tile_size": 64,
+                    "oso_product": True,
+                    "product_mmu_ha": 0.02,
+                    "product_recode": str(recode),
                     "training": {"epochs": 2, "iters_per_epoch": 2, "batch_size": 2, "crop": 64},
                 },
             }
@@ -127,6 +132,39 @@ def test_comparison_table_says_simulated_and_rerun_resumes(chain_run) -> None:
     assert again.returncode == 0, again.stderr[-3000:]
     assert _digest(chain_run["tile_dir"] / "maps" / "fcn_classes.tif") == before
     assert json.loads((out / "comparison.json").read_text())["runs"][1]["model"] == "spot:fcn"
+
+
+def test_run_writes_the_oso_product_of_each_strategy_and_keeps_it_on_rerun(chain_run) -> None:
+    import pyogrio.raw
+    from scipy import ndimage
+
+    tile_dir = chain_run["tile_dir"]
+    recode = {1: 1, 2: 4, 3: 3, 4: 16, 5: 16, 6: 6, 7: 10, 8: 13, 9: 23}
+    for strategy in ("spot_patch_cnn", "spot_fcn"):
+        folder = tile_dir / "product" / strategy
+        with rasterio.open(tile_dir / "maps" / f"{strategy[5:]}_classes.tif") as src:
+            ours = src.read(1)
+        with rasterio.open(folder / "oso_classes.tif") as src:
+            oso, pixel_area = src.read(1), abs(src.res[0] * src.res[1])
+        expected = np.vectorize(lambda c: recode.get(int(c), 0))(ours)
+        assert np.array_equal(oso, expected)  # recoded, not relabelled
+        with rasterio.open(folder / "oso_classes_mmu.tif") as src:
+            mmu = src.read(1)
+        min_px = int(np.ceil(0.02 * 10_000 / pixel_area))
+        for code in np.unique(mmu[mmu > 0]):
+            patches, n = ndimage.label(mmu == code)
+            sizes = np.bincount(patches.ravel())[1:]
+            assert n and sizes.min() >= min_px, (strategy, code, sizes.min(), min_px)
+        meta, _, _, fields = pyogrio.raw.read(folder / "oso_vector.gpkg", layer="oso")
+        columns = dict(zip(meta["fields"], fields, strict=True))
+        assert len(columns["class_code"]) > 0
+        assert set(columns["class_code"].tolist()) <= set(recode.values())
+        assert (columns["area_m2"] >= 0.02 * 10_000 - 1e-6).all()
+    report = tile_dir / "product" / "spot_fcn" / "oso_product.json"
+    stamp = report.stat().st_mtime_ns
+    again = fuse_classify("run", str(chain_run["cfg"]))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert report.stat().st_mtime_ns == stamp  # resumed, not rewritten
 
 
 def test_stage_commands_reproduce_the_chain(chain_run, tmp_path: Path) -> None:

@@ -4,6 +4,8 @@
   produced, reference 0 ignored) on arrays, window by window for large rasters;
 - :func:`evaluate_rasters` / :func:`accumulate_rasters` on two rasters of one grid, optionally
   restricted to a split (``mask`` + ``mask_values``);
+- :func:`score_map` scores a class map on a label raster (and split subset) window by window,
+  unmapped labelled pixels in a "no decision" column: what ``run`` and ``evaluate`` use;
 - :func:`scores` -> :class:`Scores` (OA, kappa, per-class precision/recall/F1, mean F1);
 - :func:`write_report` writes JSON, an OTB ``ComputeConfusionMatrix``-layout CSV and a PNG
   heatmap; :func:`read_otb_confusion_csv` reads OTB's (and iota2's) CSVs.
@@ -20,6 +22,7 @@ from iota2_spot_s2.evaluation.confusion import (
     align_matrix,
     confusion_matrix,
 )
+from iota2_spot_s2.evaluation.map_scoring import MapScore, present_codes, score_map
 from iota2_spot_s2.evaluation.metrics import Scores, scores
 from iota2_spot_s2.evaluation.otb_csv import (
     format_otb_confusion_csv,
@@ -32,6 +35,7 @@ from iota2_spot_s2.evaluation.report import class_names, read_report, write_repo
 
 __all__ = [
     "ConfusionAccumulator",
+    "MapScore",
     "Scores",
     "accumulate_rasters",
     "align_matrix",
@@ -40,8 +44,10 @@ __all__ = [
     "evaluate_rasters",
     "format_otb_confusion_csv",
     "plot_confusion",
+    "present_codes",
     "read_otb_confusion_csv",
     "read_report",
+    "score_map",
     "scores",
     "write_otb_confusion_csv",
     "write_report",

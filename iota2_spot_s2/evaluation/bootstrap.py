@@ -26,23 +26,46 @@ def block_confusions(
 
     Produced values outside ``codes`` are left out, as in :func:`confusion_matrix`: to count
     unmapped pixels as errors, map them to an extra "no decision" code listed in ``codes``
-    (never in the reference, so it never enters the mean F1).
+    (never in the reference, so it never enters the mean F1). Blocks come in row-major order.
+    """
+    found: dict[tuple[int, int], np.ndarray] = {}
+    add_block_confusions(found, reference, produced, codes, block)
+    out = [found[key] for key in sorted(found) if found[key].sum()]
+    if not out:
+        return np.zeros((0, len(codes), len(codes)), dtype=np.int64)
+    return np.stack(out)
+
+
+def add_block_confusions(
+    found: dict[tuple[int, int], np.ndarray],
+    reference: np.ndarray,
+    produced: np.ndarray,
+    codes: Sequence[int],
+    block: int,
+    *,
+    origin: tuple[int, int] = (0, 0),
+) -> None:
+    """Add the matrices of the blocks of one window to ``found`` (key: block row, block col).
+
+    ``origin`` (row, col) is the window's place in the scene; it must be a multiple of
+    ``block`` so that no block straddles two windows. Blocks without a nonzero reference pixel
+    are skipped (empty matrices are kept; :func:`block_confusions` drops them).
+
+    Raises:
+        ValueError: If ``block < 1`` or ``origin`` is not on the block grid.
     """
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
+    if origin[0] % block or origin[1] % block:
+        raise ValueError(f"window origin {origin} is not a multiple of the block {block}")
     codes = [int(c) for c in codes]
-    out = []
     for y0 in range(0, reference.shape[0], block):
         for x0 in range(0, reference.shape[1], block):
             ref = reference[y0 : y0 + block, x0 : x0 + block]
             if not ref.any():
                 continue
-            cm = confusion_matrix(ref, produced[y0 : y0 + block, x0 : x0 + block], codes)
-            if cm.sum():
-                out.append(cm)
-    if not out:
-        return np.zeros((0, len(codes), len(codes)), dtype=np.int64)
-    return np.stack(out)
+            key = ((origin[0] + y0) // block, (origin[1] + x0) // block)
+            found[key] = confusion_matrix(ref, produced[y0 : y0 + block, x0 : x0 + block], codes)
 
 
 def bootstrap_scores(

@@ -6,6 +6,8 @@
 
 Both use one engine (:mod:`~iota2_spot_s2.inference.engine`) and one tiling
 (:mod:`~iota2_spot_s2.inference.tiling`), whose results do not depend on the tile size.
+``predict_map(..., scheduler=, workers=)`` runs the same tiles as tasks on a dask cluster
+(:mod:`~iota2_spot_s2.inference.distributed`); the maps are identical.
 """
 
 from iota2_spot_s2.inference.engine import Engine, predict_array

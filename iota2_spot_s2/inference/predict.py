@@ -14,8 +14,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +25,7 @@ import xarray as xr
 
 import iota2_spot_s2
 from iota2_spot_s2.errors import InputError
+from iota2_spot_s2.inference.distributed import TileJob, connect, make_job, run_on_cluster
 from iota2_spot_s2.inference.engine import Engine, ModelLike
 from iota2_spot_s2.inference.sources import (
     ArraySource,
@@ -33,6 +36,7 @@ from iota2_spot_s2.inference.sources import (
     source_grid,
     source_identity,
 )
+from iota2_spot_s2.inference.tiling import Tile
 from iota2_spot_s2.inference.writers import (
     FINGERPRINT_TAG,
     MapWriter,
@@ -89,6 +93,8 @@ def predict_map(
     channels_last: bool = True,
     valid_mask: MaskLike | None = None,
     progress: bool = True,
+    scheduler: Any = None,
+    workers: int | None = None,
 ) -> MapOutputs:
     """Map a scene with a trained model, tile by tile, into COGs on the input's grid.
 
@@ -110,6 +116,14 @@ def predict_map(
             contiguous layout within 1e-4 and run ~1.5-2x faster on CPU).
         valid_mask: Optional bool ``(H, W)`` array/DataArray, False = do not map (nodata).
         progress: Show a tqdm bar over tiles.
+        scheduler: ``None`` (default): one process, unless ``workers`` is given. ``"local"``: a
+            local cluster of worker processes; ``"tcp://host:port"``: a running dask scheduler;
+            a ``scheduler.json`` path; or a ``distributed.Client`` / cluster object (e.g.
+            dask-jobqueue's ``SLURMCluster``). See :mod:`~iota2_spot_s2.inference.distributed`.
+            The maps are the same whatever runs them.
+        workers: Worker processes of the local cluster (default: the usable cores); with a
+            cluster object, scale it to this many workers; ignored with a ``Client`` or an
+            address. ``workers`` alone means ``"local"``.
 
     Returns:
         The output paths and the speed of the pass.
@@ -120,6 +134,8 @@ def predict_map(
 
     """
     out = Path(out_dir)
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     codes = [int(c) for c in np.asarray(model.class_codes).tolist()]
     _check_codes(codes, nomenclature)
     engine = Engine(
@@ -130,6 +146,8 @@ def predict_map(
         autocast_bf16=autocast_bf16,
         channels_last=channels_last,
     )
+    options = dict(margin=engine.margin, mode=mode, batch_size=batch_size,
+                   autocast_bf16=autocast_bf16, channels_last=channels_last)  # fmt: skip
     with engine, contextlib.closing(open_source(image, valid_mask)) as source:
         _check_bands(source, engine, image)
         grid = source_grid(source)
@@ -151,13 +169,44 @@ def predict_map(
                 if skipped:
                     log.info("%s: resuming, %d of %d tiles already written", prefix, skipped,
                              len(tiles))  # fmt: skip
-                for res in engine.iter_results(source, todo, progress=progress):
-                    writer.write(res.tile.core, res.proba, res.invalid)
+                run = _Run(engine, source, writer, progress, scheduler, workers)
+                skipped += run.compute(todo, lambda: make_job(model, image, valid_mask, writer,
+                                                              options))  # fmt: skip
                 seconds = writer.seconds_before + time.perf_counter() - start
                 speed = source.height * source.width / max(seconds, 1e-9)
                 writer.set_timing(seconds, speed)
             qml = _write_qml(nomenclature, out / f"{prefix}_classes.qml")
     return _outputs(specs, qml, seconds, speed, resumed=False, resumed_tiles=skipped)
+
+
+@dataclass
+class _Run:
+    """The compute of one pass: the plain loop, or tile tasks on a dask cluster."""
+
+    engine: Engine
+    source: WindowSource
+    writer: MapWriter
+    progress: bool
+    scheduler: Any
+    workers: int | None
+
+    def compute(self, todo: list[Tile], job: Callable[[], TileJob]) -> int:
+        """Write every tile of ``todo``, in this process or as tasks on a dask cluster.
+
+        Returns:
+            The tiles taken from parts a killed distributed run left (not computed again).
+
+        """
+        before = len(todo)
+        todo = [t for t in todo if not self.writer.take_part(t.core)]  # a killed run's parts
+        if self.scheduler is None and self.workers is None:
+            for res in self.engine.iter_results(self.source, todo, progress=self.progress):
+                self.writer.write(res.tile.core, res.proba, res.invalid)
+        elif todo:
+            with connect(self.scheduler, self.workers) as client:
+                run_on_cluster(client, job(), todo, self.writer, self.engine.batch_size,
+                               self.progress)  # fmt: skip
+        return before - len(todo)
 
 
 def _outputs(

@@ -25,6 +25,12 @@ are reopened. A killed run (even ``kill -9``) resumes from its last journal entr
 result equals an uninterrupted run. Partial files and journals of another fingerprint (an
 earlier, different run) are removed when a new pass starts; a pass that fails before its first
 journal entry removes its own.
+
+Parts (distributed runs, :mod:`~iota2_spot_s2.inference.distributed`): a tile task on a worker
+writes its encoded core to ``.<name>.<fingerprint[:12]>.parts/<row>_<col>.npz`` (atomic rename,
+so a part that exists is complete); the writer copies it into the partial files
+(:meth:`MapWriter.take_part`) and deletes it once the tile is in the journal. A resumed pass
+(distributed or not) takes the parts left by a killed one before computing anything.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +49,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
 from iota2_spot_s2.inference.tiling import PixelWindow
 from iota2_spot_s2.io import WRITE_CACHE_MB, finalize_cog, open_tiled_gtiff
@@ -50,6 +59,10 @@ FINGERPRINT_TAG = "IOTA2_SPOT_S2_FINGERPRINT"
 CONFIDENCE_NODATA = 255
 PROBA_NODATA = 65535
 PROBA_SCALE = 1000
+#: Smallest room an output file takes (GeoTIFF header, tags, colour table, one block) and the
+#: best compression assumed, for the room check before writing (a lower bound, never a promise).
+MIN_FILE_BYTES = 4096
+BEST_COMPRESSION = 1000
 KINDS = ("classes", "confidence", "proba")
 
 
@@ -82,6 +95,36 @@ def output_files(out_dir: Path, prefix: str, codes: Sequence[int], proba: bool) 
             OutputFile("proba", out_dir / f"{prefix}_proba.tif", len(codes), "uint16", PROBA_NODATA)
         )
     return files
+
+
+def check_room(specs: Sequence[OutputFile], grid: Grid) -> None:
+    """Refuse before writing when the disk or the file-size limit cannot hold the maps.
+
+    The need is a lower bound (:data:`MIN_FILE_BYTES`, or the raw size over
+    :data:`BEST_COMPRESSION`): a full disk or a ``ulimit -f`` far too small is said in one line
+    naming the folder, instead of GDAL failing halfway (libtiff prints its own complaint on the
+    process's stderr, beyond our reach).
+
+    Raises:
+        InputError: Naming the output folder, the room needed and the room there is.
+    """
+    import resource
+
+    folder = specs[0].path.parent
+    need = [
+        max(MIN_FILE_BYTES, grid.height * grid.width * s.count * np.dtype(s.dtype).itemsize
+            // BEST_COMPRESSION)
+        for s in specs
+    ]  # fmt: skip
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and limit < max(need):
+        raise InputError(folder, f"the file-size limit (ulimit -f) is {limit} bytes; the maps "
+                         f"need files of at least {max(need)} bytes")  # fmt: skip
+    stats = os.statvfs(folder)
+    free = stats.f_bavail * stats.f_frsize
+    if free < sum(need):
+        raise InputError(folder, f"the disk is full: {free} bytes free, the maps need at least "
+                         f"{sum(need)}")  # fmt: skip
 
 
 def is_complete(spec: OutputFile, grid: Grid, fingerprint: str) -> bool:
@@ -152,6 +195,7 @@ class MapWriter:
         self.done: set[tuple[int, int]] = set()
         self.seconds_before = 0.0
         self._new: list[tuple[int, int]] = []
+        self._taken: list[Path] = []
         self._since = time.monotonic()
         self._open: dict[str, tuple[OutputFile, Path, rasterio.io.DatasetWriter]] = {}
 
@@ -160,6 +204,17 @@ class MapWriter:
         """The journal of this pass (beside the first output)."""
         first = self.specs[0].path
         return first.with_name(f".{first.stem}.{self.key}.journal")
+
+    @property
+    def parts(self) -> Path:
+        """The folder of per-tile parts written by distributed tasks (see the module docstring)."""
+        first = self.specs[0].path
+        return first.with_name(f".{first.stem}.{self.key}.parts")
+
+    @property
+    def kinds(self) -> list[str]:
+        """The outputs this writer writes (the parts hold these arrays)."""
+        return [spec.kind for spec in self.specs]
 
     def partial(self, spec: OutputFile) -> Path:
         """The hidden partial file of one output."""
@@ -180,6 +235,7 @@ class MapWriter:
         try:
             if not self._resume():
                 self._remove_stale()
+                check_room(self.specs, self.grid)
                 for spec in self.specs:
                     tmp = self.partial(spec)
                     self._open[spec.kind] = (spec, tmp, self._create(spec, tmp))
@@ -195,6 +251,7 @@ class MapWriter:
                 for _, tmp, _ in self._open.values():
                     tmp.unlink(missing_ok=True)
                 self.journal.unlink(missing_ok=True)
+                shutil.rmtree(self.parts, ignore_errors=True)
             self._open.clear()
 
     def _resume(self) -> bool:
@@ -224,6 +281,8 @@ class MapWriter:
                 old.unlink(missing_ok=True)
             for old in spec.path.parent.glob(f".{spec.path.stem}.*.journal"):
                 old.unlink(missing_ok=True)
+            for old in spec.path.parent.glob(f".{spec.path.stem}.*.parts"):
+                shutil.rmtree(old, ignore_errors=True)
 
     def checkpoint(self, force: bool = False) -> None:
         """Close the files (GDAL completes them), journal the new tiles, reopen the files."""
@@ -234,6 +293,9 @@ class MapWriter:
         seconds = time.monotonic() - self._since
         self._append({"tiles": self._new, "seconds": round(seconds, 3)})
         self.done.update(self._new)
+        for part in self._taken:  # journaled: the part is no longer needed to resume
+            part.unlink(missing_ok=True)
+        self._taken.clear()
         self.seconds_before += seconds
         self._new, self._since = [], time.monotonic()
         for kind, (spec, tmp, _) in list(self._open.items()):
@@ -247,9 +309,22 @@ class MapWriter:
 
     def write(self, core: PixelWindow, proba: np.ndarray, invalid: np.ndarray) -> None:
         """Write one tile core."""
-        if not self._open:
-            return
-        arrays = encode(proba, invalid, self.codes)
+        if self._open:
+            self.write_encoded(core, encode(proba, invalid, self.codes))
+
+    def take_part(self, core: PixelWindow) -> bool:
+        """Write a tile core from its part file if one exists (the part goes once journaled)."""
+        path = part_path(self.parts, core)
+        if not self._open or not path.is_file():
+            return False
+        with np.load(path) as part:
+            arrays = {kind: part[kind] for kind in self.kinds}
+        self._taken.append(path)
+        self.write_encoded(core, arrays)
+        return True
+
+    def write_encoded(self, core: PixelWindow, arrays: dict[str, np.ndarray]) -> None:
+        """Write one tile core already encoded (:func:`encode`)."""
         window = Window(core.col, core.row, core.width, core.height)
         for kind, (spec, _, dst) in self._open.items():
             dst.write(arrays[kind].astype(spec.dtype, copy=False), window=window)
@@ -289,6 +364,24 @@ class MapWriter:
         for _, _, dst in self._open.values():
             if not dst.closed:
                 dst.close()
+
+
+def part_path(parts: Path, core: PixelWindow) -> Path:
+    """The part file of one tile core."""
+    return parts / f"{core.row}_{core.col}.npz"
+
+
+def save_part(parts: Path, core: PixelWindow, arrays: dict[str, np.ndarray]) -> Path:
+    """Write one tile's encoded arrays atomically (a part that exists is complete)."""
+    final = part_path(parts, core)
+    tmp = final.with_name(f".{final.stem}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # (stubs: a key could be allow_pickle)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
 
 
 def read_timing(path: Path) -> tuple[float, float]:

@@ -6,7 +6,7 @@ features return iota2's label objects; elsewhere everything runs standalone.
 
 Public API (one call per route, see :mod:`iota2_spot_s2.iota2.routes`):
 
-- :func:`run_step` — ``classif/Classif_<TILE>_model_<M>_seed_<S>_SPOT.tif`` + confidence +
+- :func:`run_step` — ``spot_s2/classif/Classif_<TILE>_model_<M>_seed_<S>_SPOT.tif`` + confidence +
   ``PROBAMAP`` on each tile's grid (:mod:`~iota2_spot_s2.iota2.classify`);
 - :func:`feature_fusion` — userFeat tree + cfg registering userFeat and external features
   (:mod:`~iota2_spot_s2.iota2.features`, :mod:`~iota2_spot_s2.iota2.external_features`);
@@ -21,8 +21,11 @@ from iota2_spot_s2.iota2.decision import DecisionFusion, fuse_tile
 from iota2_spot_s2.iota2.routes import FeatureRoute, decision_fusion, feature_fusion, run_step
 from iota2_spot_s2.iota2.step import (
     SpotFCNClassification,
+    SpotStepJob,
     StandaloneSpotFCNClassification,
     StandaloneStep,
+    classify_step_job,
+    find_iota2_step,
     iota2_step_base,
 )
 from iota2_spot_s2.iota2.tree import tile_grid
@@ -32,12 +35,15 @@ __all__ = [
     "FeatureRoute",
     "SpotClassification",
     "SpotFCNClassification",
+    "SpotStepJob",
     "StandaloneSpotFCNClassification",
     "StandaloneStep",
     "TileJob",
     "check_cfg_paths",
+    "classify_step_job",
     "classify_tile",
     "decision_fusion",
+    "find_iota2_step",
     "feature_fusion",
     "fuse_tile",
     "iota2_step_base",

@@ -32,7 +32,7 @@ CHAIN_PATH_FIELDS = (
     "user_feat_path", "region_path", "s1_path", "l8_path",
 )  # fmt: skip
 #: The plugin's path fields (``spot_images`` maps tiles to paths).
-PLUGIN_PATH_FIELDS = ("mapping_table", "checkpoint")
+PLUGIN_PATH_FIELDS = ("mapping_table", "checkpoint", "product_recode")
 #: Paths that are outputs (need not exist yet, but their parent must).
 OUTPUT_FIELDS = ("output_path", "user_feat_path")
 #: External-features functions :func:`write_feature_cfg` registers beside the userFeat sensor:
@@ -110,6 +110,38 @@ def check_cfg_paths(path: str | os.PathLike[str]) -> list[tuple[str, Path]]:
             raise InputError(source, f"{name} points to a missing path: {shown}")
         checked.append((name, resolved))
     return checked
+
+
+def check_cfg_inputs(source: str | os.PathLike[str]) -> None:
+    """The inputs the step reads first open as what they must be, not only exist.
+
+    ``iota2 check`` calls it after :func:`check_cfg_paths`.
+
+    Raises:
+        InputError: Naming the file: a ground truth without ``chain.data_field`` or without
+            features, or a ``spot_images`` file GDAL cannot open or that has no CRS.
+    """
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    from iota2_spot_s2.pipeline.stages import RASTER_SUFFIXES
+    from iota2_spot_s2.reference.vector import check_vector_layer
+
+    run = load_config(Path(source))
+    truth = run.chain.ground_truth
+    rasters = [(f"{PLUGIN_SECTION}.spot_images.{t}", p) for t, p in run.plugin.spot_images.items()]
+    if truth is not None and truth.suffix.lower() in RASTER_SUFFIXES:
+        rasters.append(("chain.ground_truth", truth))
+    elif truth is not None:
+        check_vector_layer(truth, run.chain.data_field, run.plugin.reference_layer)
+    for name, path in rasters:
+        try:
+            with rasterio.open(path) as src:
+                crs = src.crs
+        except RasterioIOError:
+            raise InputError(path, f"is not a raster GDAL can open ({name})") from None
+        if crs is None:
+            raise InputError(path, f"has no CRS ({name})")
 
 
 def cfg_generation(path: str | os.PathLike[str]) -> Generation:

@@ -146,6 +146,7 @@ def classify_tile(
     run: RunConfig, job: TileJob, nomenclature: Nomenclature | None = None
 ) -> SpotClassification:
     """Train (or load) the SPOT FCN for one tile and seed; write its ``spot_s2/classif/`` files."""
+    from iota2_spot_s2.devices import resolve_cfg_device
     from iota2_spot_s2.fusion import fuse_rasters
     from iota2_spot_s2.inference import predict_map
     from iota2_spot_s2.sensors import open_spot
@@ -158,10 +159,12 @@ def classify_tile(
     work = chain.output_path / "spot_s2" / job.tile
     checkpoint, reference_dir = _model(run, job, spot, grid, work, nomenclature)
     model = load_model(checkpoint)
+    model.model.to(resolve_cfg_device(plugin.device, run.source))
     codes = tuple(int(c) for c in np.asarray(model.class_codes).tolist())
     maps = predict_map(
         model, spot, work / "maps", tile=plugin.tile_size, write_proba=True,
-        nomenclature=nomenclature, prefix=f"fcn_seed_{job.seed}",
+        nomenclature=nomenclature, prefix=f"fcn_seed_{job.seed}", scheduler=plugin.scheduler,
+        workers=plugin.workers,
     )  # fmt: skip
     assert maps.proba is not None
     names = classif_names(job.tile, plugin.iota2_model, job.seed, SPOT_SUFFIX)
@@ -192,6 +195,7 @@ def _model(
     nomenclature: Nomenclature | None,
 ) -> tuple[Path, Path | None]:
     """The checkpoint to map with: the configured one, or one trained on this tile and seed."""
+    from iota2_spot_s2.devices import resolve_cfg_device
     from iota2_spot_s2.pipeline.stages import prepare_reference
     from iota2_spot_s2.training import checkpoint_fingerprint as fp
     from iota2_spot_s2.training import train
@@ -220,7 +224,8 @@ def _model(
     with fp.retraining_on_other_data(checkpoint, prepared.labels, prepared.split, provenance):
         result = train(
             spot, prepared.labels, prepared.split, model_name="fcn", class_codes=codes,
-            checkpoint_path=checkpoint, seed=job.seed, **plugin.recipe("fcn"),
+            checkpoint_path=checkpoint, seed=job.seed,
+            device=str(resolve_cfg_device(plugin.device, run.source)), **plugin.recipe("fcn"),
         )  # fmt: skip
     return result.checkpoint_path, reference_dir
 

@@ -12,6 +12,7 @@ Output tree under ``chain.output_path``::
     spot_s2/<TILE>/evaluation/<strategy>/           JSON, OTB-layout CSV, PNG confusion heatmap
     spot_s2/<TILE>/maps_overview.png                image, reference and every map side by side
     spot_s2/<TILE>/complementarity.{json,md,html}   per-class SPOT / S2 / fusion gains (+ PNGs)
+    spot_s2/<TILE>/product/<strategy>/oso_*         OSO-style product (``oso_product: True``)
     spot_s2/comparison.{json,md,png}                one row per tile and strategy
 
 Every strategy is scored on the same test blocks of the SPOT grid (see
@@ -29,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 
 from iota2_spot_s2.errors import InputError
+from iota2_spot_s2.evaluation.map_scoring import present_codes, score_map
 from iota2_spot_s2.io import atomic_output
 from iota2_spot_s2.nomenclature import Nomenclature
 from iota2_spot_s2.pipeline.report import comparison_markdown, plot_comparison, plot_maps
@@ -132,21 +133,78 @@ def run_tile(run: RunConfig, tile: str, nomenclature: Nomenclature | None) -> li
 
         if not (tile_dir / "reference" / CLEAR_DATES_FILE).is_file():
             write_clear_dates(s2, prepared.grid, tile_dir / "reference" / CLEAR_DATES_FILE)
-    codes = (
-        list(nomenclature.codes)
-        if nomenclature
-        else sorted(int(c) for c in np.unique(prepared.labels) if c)
-    )
-    ctx = TileContext(tile, tile_dir, image, s2, prepared, codes, nomenclature, plugin)
+    codes = list(nomenclature.codes) if nomenclature else present_codes(prepared.labels_path)
+    recode = _oso_recode(run, codes, nomenclature)
+    ctx = TileContext(tile, tile_dir, image, s2, prepared, codes, nomenclature, plugin, run.source)
     outputs = _run_strategies(ctx)
     label = "simulated" if plugin.simulated else "real"
     runs = [_score(ctx, out, label) for out in outputs]
+    if plugin.oso_product:
+        for out in outputs:
+            _write_product(ctx, out, recode)
     plot_maps(
         plugin.spot_images[tile], prepared.labels_path,
         {out.name: out.class_map for out in outputs}, tile_dir / "maps_overview.png",
         title=f"{tile} — {label} data", nomenclature=nomenclature,
     )  # fmt: skip
     return runs
+
+
+def _oso_recode(
+    run: RunConfig, codes: list[int], nomenclature: Nomenclature | None
+) -> dict[int, int] | None:
+    """The map-to-OSO recoding of ``spot_s2_fusion.product_recode``, checked before training.
+
+    Without a table the chain's nomenclature must be OSO's (``plugin_config/
+    nomenclature_oso.txt``: same codes and names), so that no map is relabelled silently.
+
+    Raises:
+        InputError: ``oso_product`` on another nomenclature without a recode table, or a
+            table that leaves a class of the chain unmapped.
+    """
+    from iota2_spot_s2.product import OSO_CLASSES, read_recode_table
+
+    plugin = run.plugin
+    if not plugin.oso_product:
+        return None
+    if plugin.product_recode is None:
+        oso = {code: name.casefold() for code, name, _ in OSO_CLASSES}
+        ours = (
+            dict(zip(nomenclature.codes, nomenclature.names, strict=True)) if nomenclature else {}
+        )
+        other = [c for c in codes if oso.get(c) != str(ours.get(c, "")).casefold()]
+        if other:
+            raise InputError(
+                run.source, f"spot_s2_fusion.oso_product needs product_recode (a map-to-OSO "
+                f"code table): class codes {other[:8]} are not OSO's classes"
+            )  # fmt: skip
+        return None
+    recode = read_recode_table(plugin.product_recode)
+    missing = sorted(set(codes) - set(recode))
+    if missing:
+        raise InputError(plugin.product_recode, f"gives no OSO code for class codes {missing[:8]}")
+    return recode
+
+
+def _write_product(ctx: TileContext, out: StrategyOutput, recode: dict[int, int] | None) -> None:
+    """The OSO-style product of one strategy (skipped when already newer than its map)."""
+    from iota2_spot_s2.analysis.complementarity_inputs import CLEAR_DATES_FILE
+    from iota2_spot_s2.product import write_oso_product
+
+    confidence = out.class_map.with_name(out.class_map.name.replace("_classes", "_confidence"))
+    if not confidence.is_file():
+        print(f"OSO product skipped for {out.name}: no confidence raster beside {out.class_map}")
+        return
+    folder = ctx.tile_dir / "product" / out.name.replace(":", "_").replace("-", "_")
+    report = folder / "oso_product.json"
+    if report.is_file() and report.stat().st_mtime >= out.class_map.stat().st_mtime:
+        return
+    clear = ctx.tile_dir / "reference" / CLEAR_DATES_FILE
+    write_oso_product(
+        out.class_map, confidence, clear if clear.is_file() else None, folder,
+        mmu_ha=ctx.plugin.product_mmu_ha, majority_radius=ctx.plugin.product_majority_radius,
+        recode=recode,
+    )  # fmt: skip
 
 
 def _run_strategies(ctx: TileContext) -> list[StrategyOutput]:
@@ -183,15 +241,12 @@ def _scored_confusion(ctx: TileContext, class_map: Path, *, subset: int) -> np.n
     """Confusion on ``codes + [NO_DECISION]``: unmapped map pixels (nodata, undecided) are errors.
 
     Without the extra column a map with holes would be scored on fewer pixels than the others.
+    Read window by window from the label, split and map rasters (memory flat in the scene size).
     """
-    from iota2_spot_s2.evaluation import confusion_matrix
-
-    with rasterio.open(class_map) as src:
-        produced = src.read(1).astype(np.int64)
-    no_decision = max(ctx.codes) + 1
-    produced = np.where(np.isin(produced, ctx.codes), produced, no_decision)
-    reference = np.where(ctx.prepared.split == subset, ctx.prepared.labels, 0)
-    return confusion_matrix(reference, produced, [*ctx.codes, no_decision])
+    prepared = ctx.prepared
+    return score_map(
+        prepared.labels_path, class_map, ctx.codes, split_path=prepared.split_path, subset=subset
+    ).matrix
 
 
 def _score(ctx: TileContext, out: StrategyOutput, label: str) -> ModelRun:

@@ -16,7 +16,7 @@ import xarray as xr
 
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
-from iota2_spot_s2.io import atomic_output
+from iota2_spot_s2.io import atomic_output, undo_on_failure, written_or_refused
 from iota2_spot_s2.nomenclature import Nomenclature, read_nomenclature
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2"}
@@ -158,6 +158,7 @@ def prepare_reference(
         reference, grid, field, mapping=mapping, nomenclature=nomenclature, layer=layer,
         ignore_label=ignore_label,
     )  # fmt: skip
+    refuse_unlabelled(labels, reference, field)
     invalid = np.asarray(image.isnull().any("band"))
     labels = np.where(invalid, 0, labels).astype(np.uint16)
     split_grid = s2_grid or grid
@@ -195,6 +196,18 @@ def prepare_reference(
         grid, labels, split, labels_path, split_path, report, s2_grid, s2_labels, s2_split,
         provenance,
     )  # fmt: skip
+
+
+def refuse_unlabelled(labels: np.ndarray, reference: Path, field: str) -> None:
+    """Refuse labels without one labelled pixel, naming the reference (not "labels").
+
+    Raises:
+        InputError: An empty layer, a field that is 0 everywhere, or nothing over the image.
+    """
+    if not np.any(labels):
+        where = "" if reference.suffix.lower() in RASTER_SUFFIXES else f" (field '{field}')"
+        raise InputError(reference, f"no labelled pixel on the image's grid{where}: an empty "
+                         "layer, only no-data codes, or no polygon over the image")  # fmt: skip
 
 
 def _hold_out(
@@ -301,19 +314,23 @@ def train_from_files(
 
     check_training_args(model_name, epochs=epochs, max_minutes=max_minutes, **train_kwargs)
     data = open_spot(image)
-    with staged(reference_dir(checkpoint)) as staging:
-        prepared = prepare_training_reference(
-            data, reference, field, staging, block_m=block_m, seed=seed, split=split,
-            val_reference=val_reference, ignore_label=ignore_label,
-        )  # fmt: skip
-        if train_kwargs.get("resume", True) and checkpoint.exists():
-            current = fp.data_fingerprint(prepared.labels, prepared.split, prepared.provenance)
-            fp.refuse_other_data(checkpoint, fp.stored_fingerprint(checkpoint), current)
-    with fp.provenance_of_training_data(prepared.provenance):
-        return train(
-            data, prepared.labels, prepared.split, model_name=model_name, epochs=epochs,
-            max_minutes=max_minutes, seed=seed, checkpoint_path=checkpoint, **train_kwargs,
-        )  # fmt: skip
+    if checkpoint.is_dir():
+        raise InputError(checkpoint, "is a folder: give the checkpoint file (e.g. model.pt)")
+    with undo_on_failure(checkpoint.parent, on=(InputError,)):
+        with staged(reference_dir(checkpoint)) as staging:
+            prepared = prepare_training_reference(
+                data, reference, field, staging, block_m=block_m, seed=seed, split=split,
+                val_reference=val_reference, ignore_label=ignore_label,
+            )  # fmt: skip
+            refuse_unlabelled(prepared.labels, reference, field)
+            if train_kwargs.get("resume", True) and checkpoint.exists():
+                current = fp.data_fingerprint(prepared.labels, prepared.split, prepared.provenance)
+                fp.refuse_other_data(checkpoint, fp.stored_fingerprint(checkpoint), current)
+        with fp.provenance_of_training_data(prepared.provenance):
+            return train(
+                data, prepared.labels, prepared.split, model_name=model_name, epochs=epochs,
+                max_minutes=max_minutes, seed=seed, checkpoint_path=checkpoint, **train_kwargs,
+            )  # fmt: skip
 
 
 def reference_dir(checkpoint: Path) -> Path:
@@ -334,30 +351,50 @@ def predict_from_files(
     prefix: str,
     bf16: bool = False,
     device: str = "cpu",
+    scheduler: str | None = None,
+    workers: int | None = None,
 ) -> Any:
-    """``fuse-classify predict``: map a whole image with a trained checkpoint on ``device``."""
+    """``fuse-classify predict``: map a whole image with a trained checkpoint on ``device``.
+
+    ``scheduler``/``workers``: dask.distributed tile tasks (:func:`~iota2_spot_s2.inference.
+    predict_map`); default one process.
+    """
     from iota2_spot_s2.devices import resolve_device
     from iota2_spot_s2.inference import predict_map
     from iota2_spot_s2.sensors import open_spot
     from iota2_spot_s2.training import load_model
 
     model = load_model(checkpoint)
+    data = open_spot(image)
+    bands = len(model.band_mean)
+    if data.sizes["band"] != bands:
+        raise InputError(image, f"has {data.sizes['band']} bands, the model {checkpoint.name} "
+                         f"was trained on {bands}")  # fmt: skip
+    nomenclature = load_nomenclature(nomenclature_path, color_path)
+    if nomenclature is not None and nomenclature_path is not None:
+        known = {int(c) for c in nomenclature.codes}
+        missing = [int(c) for c in model.class_codes if int(c) not in known]
+        if missing:
+            raise InputError(nomenclature_path, f"has no class {missing} of the model "
+                             f"{checkpoint.name}: wrong nomenclature for this model?")  # fmt: skip
     model.model.to(resolve_device(device))
-    return predict_map(
-        model,
-        open_spot(image),
-        out_dir,
-        tile=tile,
-        mode=mode,
-        write_proba=write_proba,
-        nomenclature=load_nomenclature(nomenclature_path, color_path),
-        prefix=prefix,
-        autocast_bf16=bf16,
-    )
+    with undo_on_failure(out_dir, on=(InputError,)), written_or_refused(out_dir, "the maps"):
+        return predict_map(
+            model, data, out_dir, tile=tile, mode=mode, write_proba=write_proba,
+            nomenclature=nomenclature, prefix=prefix, autocast_bf16=bf16, scheduler=scheduler,
+            workers=workers,
+        )  # fmt: skip
 
 
 def read_class_map(path: Path) -> tuple[np.ndarray, Grid]:
     """A one-band integer class map and its grid; probability or float rasters are refused."""
+    grid = class_map_grid(path)
+    with rasterio.open(path) as src:
+        return src.read(1), grid
+
+
+def class_map_grid(path: Path) -> Grid:
+    """The grid of a one-band integer class map; probability or float rasters are refused."""
     with rasterio.open(path) as src:
         if src.count != 1 or not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
             raise InputError(
@@ -365,60 +402,7 @@ def read_class_map(path: Path) -> tuple[np.ndarray, Grid]:
                 f"is not a class map ({src.count} bands of {src.dtypes[0]}): "
                 "give the one-band integer *_classes.tif",
             )
-        return src.read(1), Grid.from_raster(path)
-
-
-def evaluate_from_files(
-    *,
-    reference: Path,
-    produced: Path,
-    out_dir: Path,
-    field: str = "code",
-    split: Path | None = None,
-    subset: str = "test",
-    title: str | None = None,
-    codes: list[int] | None = None,
-    bootstrap_block: int | None = None,
-) -> Any:
-    """``fuse-classify evaluate``: confusion matrix and scores of a map on a reference subset.
-
-    Labelled pixels the map leaves unmapped (0 or a code outside the classes) are errors: they
-    get a "no decision" column (code ``max + 1``) and their count goes in the JSON
-    (``unmapped_labelled_pixels``). With ``bootstrap_block`` the JSON also holds 95 % intervals
-    of OA, kappa, mean F1 and class F1 from a block bootstrap (:mod:`iota2_spot_s2.evaluation.
-    bootstrap`, blocks of that many pixels).
-    """
-    from iota2_spot_s2.evaluation import confusion_matrix, scores, write_report
-    from iota2_spot_s2.evaluation.bootstrap import block_confusions, bootstrap_scores
-
-    produced_arr, grid = read_class_map(produced)
-    labels, _ = read_labels(reference, grid, field)
-    if split is not None:
-        check_on_grid(split, grid, "split raster")
-        with rasterio.open(split) as src:
-            labels = np.where(src.read(1) == SUBSETS[subset], labels, 0)
-    codes = codes or sorted(int(c) for c in np.unique(labels) if c != 0)
-    if not codes:
-        raise InputError(reference, "no labelled pixel in the evaluated subset")
-    unmapped = (labels > 0) & ~np.isin(produced_arr, codes)
-    n_unmapped = int(unmapped.sum())
-    scored = list(codes)
-    if n_unmapped:
-        scored.append(max(codes) + 1)
-        produced_arr = np.where(unmapped, scored[-1], produced_arr)
-    cm = confusion_matrix(labels, produced_arr, scored)
-    result = scores(cm, scored)
-    extra: dict[str, Any] = {"unmapped_labelled_pixels": n_unmapped}
-    if n_unmapped:
-        extra["no_decision_code"] = scored[-1]
-    if bootstrap_block:
-        blocks = block_confusions(labels, produced_arr, scored, bootstrap_block)
-        intervals = bootstrap_scores(blocks, scored)
-        intervals["f1"] = {c: v for c, v in intervals["f1"].items() if c in codes}
-        extra["bootstrap"] = {"block_px": bootstrap_block, **intervals}
-    title = title or f"{produced.name} vs {reference.name} ({subset if split else 'all'} pixels)"
-    write_report(result, cm, scored, out_dir, title=title, extra=extra)
-    return result
+    return Grid.from_raster(path)
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:

@@ -48,6 +48,14 @@ class TileContext:
     codes: list[int]
     nomenclature: Nomenclature | None
     plugin: PluginSettings
+    source: Path = Path("spot_s2_fusion")  # the cfg file, named in device errors
+
+    @property
+    def device(self) -> str:
+        """The torch device of the networks (``spot_s2_fusion.device`` resolved here)."""
+        from iota2_spot_s2.devices import resolve_cfg_device
+
+        return str(resolve_cfg_device(self.plugin.device, self.source))
 
 
 @dataclass
@@ -72,12 +80,14 @@ def run_spot(ctx: TileContext, model_name: str) -> StrategyOutput:
         result = train(
             ctx.spot, ctx.prepared.labels, ctx.prepared.split, model_name=model_name,
             class_codes=ctx.codes, checkpoint_path=path, seed=ctx.plugin.seed,
-            **ctx.plugin.recipe(model_name),
+            device=ctx.device, **ctx.plugin.recipe(model_name),
         )  # fmt: skip
+    model = load_model(result.checkpoint_path)
+    model.model.to(ctx.device)
     outputs = predict_map(
-        load_model(result.checkpoint_path), ctx.spot, ctx.tile_dir / "maps",
-        tile=ctx.plugin.tile_size, write_proba=True, nomenclature=ctx.nomenclature,
-        prefix=model_name,
+        model, ctx.spot, ctx.tile_dir / "maps", tile=ctx.plugin.tile_size, write_proba=True,
+        nomenclature=ctx.nomenclature, prefix=model_name, scheduler=ctx.plugin.scheduler,
+        workers=ctx.plugin.workers,
     )  # fmt: skip
     return StrategyOutput(
         f"spot:{model_name}", outputs.class_map, outputs.proba, result.train_seconds,

@@ -26,6 +26,7 @@ TRAIN, VAL, TEST = 1, 2, 3
 SUBSET_NAMES = {TRAIN: "train", VAL: "val", TEST: "test"}
 DEFAULT_FRACTIONS = (0.64, 0.16, 0.20)
 _SWAP_SAMPLE = 256
+_SUMMARY_ROWS = 512
 
 
 def _check_fractions(fractions: tuple[float, float, float]) -> np.ndarray:
@@ -201,8 +202,30 @@ def split_blocks(
 
     """
     labels = np.asarray(labels)
-    ids = block_ids(labels.shape, block_size)
-    return _split_by_groups(labels, ids, int(ids.max()) + 1, seed, fractions)
+    if block_size < 1:
+        raise ValueError("block_size must be >= 1")
+    # one strip of block rows at a time: no int64 copy of the scene (same counts, same split)
+    strips = range(0, labels.shape[0], block_size)
+    codes = np.unique(np.concatenate([np.unique(labels[y : y + block_size]) for y in strips]))
+    codes = codes[codes != 0]
+    n_cols = -(-labels.shape[1] // block_size)
+    n_groups = max(1, -(-labels.shape[0] // block_size) * n_cols)
+    k = max(len(codes), 1)
+    hist = np.zeros(n_groups * k, dtype=np.int64)
+    cols = np.arange(labels.shape[1]) // block_size
+    for y in strips:
+        strip = labels[y : y + block_size]
+        valid = strip != 0
+        groups = (y // block_size) * n_cols + np.broadcast_to(cols, strip.shape)[valid]
+        cls = np.searchsorted(codes, strip[valid])
+        hist += np.bincount(groups * k + cls, minlength=n_groups * k)
+    subset = assign_groups(hist.reshape(n_groups, k), seed=seed, fractions=fractions)
+    split = np.zeros(labels.shape, dtype=np.uint8)
+    for y in strips:
+        strip = labels[y : y + block_size]
+        row = subset[(y // block_size) * n_cols + cols]
+        split[y : y + block_size] = np.where(strip != 0, row[None, :], 0)
+    return split
 
 
 def split_polygons(
@@ -244,21 +267,30 @@ def split_summary(labels: np.ndarray, split: np.ndarray) -> dict[str, object]:
 
     """
     labels, split = np.asarray(labels), np.asarray(split)
-    labelled = labels != 0
-    n = int(labelled.sum())
+    per_class: dict[int, np.ndarray] = {}  # code -> unassigned, train, val, test, total
+    for y in range(0, labels.shape[0], _SUMMARY_ROWS):  # strips: no scene-sized temporaries
+        lab, sub = labels[y : y + _SUMMARY_ROWS].ravel(), split[y : y + _SUMMARY_ROWS].ravel()
+        labelled = lab != 0
+        lab, sub = lab[labelled], sub[labelled]
+        for code in np.unique(lab):
+            values = sub[lab == code]
+            row = per_class.setdefault(int(code), np.zeros(5, dtype=np.int64))
+            known = values[(values >= 0) & (values <= 3)].astype(np.intp)
+            row[:4] += np.bincount(known, minlength=4)
+            row[4] += values.size
+    n = sum(int(row[4]) for row in per_class.values())
     subsets = {}
     for value, name in SUBSET_NAMES.items():
-        count = int((labelled & (split == value)).sum())
+        count = sum(int(row[value]) for row in per_class.values())
         subsets[name] = {"pixels": count, "share": count / n if n else 0.0}
     classes: dict[str, dict[str, int]] = {}
-    for code in np.unique(labels[labelled]):
-        in_class = labels == code
-        row = {name: int((in_class & (split == v)).sum()) for v, name in SUBSET_NAMES.items()}
-        row["total"] = int(in_class.sum())
-        classes[str(int(code))] = row
+    for code in sorted(per_class):
+        row = {name: int(per_class[code][v]) for v, name in SUBSET_NAMES.items()}
+        row["total"] = int(per_class[code][4])
+        classes[str(code)] = row
     return {
         "labelled_pixels": n,
-        "unassigned_labelled_pixels": int((labelled & (split == 0)).sum()),
+        "unassigned_labelled_pixels": sum(int(row[0]) for row in per_class.values()),
         "subsets": subsets,
         "classes": classes,
     }

@@ -80,6 +80,23 @@ def _layer_info(path: str | PathLike[str], layer: str, field: str) -> dict:
     return info
 
 
+def check_vector_layer(
+    path: str | PathLike[str], field: str, layer: str | int | None = None
+) -> tuple[str, int]:
+    """The layer a reference will be read from and its feature count, checked without reading it.
+
+    Raises:
+        InputError: Unreadable file, ambiguous or missing layer, missing field, no CRS, or a
+            layer without any feature.
+    """
+    name = _pick_layer(path, layer)
+    info = _layer_info(path, name, field)
+    count = int(info.get("features") or 0)
+    if count == 0:
+        raise InputError(path, f"layer {name!r} holds no feature")
+    return name, count
+
+
 def _bbox_in_layer_crs(grid: Grid, crs: CRS) -> tuple[float, float, float, float] | None:
     try:
         bbox = transform_bounds(grid.crs, crs, *grid.bounds, densify_pts=21)

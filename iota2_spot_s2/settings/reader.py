@@ -168,6 +168,7 @@ def _check_paths(run: RunConfig) -> None:
         ("chain.color_table", chain.color_table),
         (f"{PLUGIN_SECTION}.mapping_table", plugin.mapping_table),
         (f"{PLUGIN_SECTION}.checkpoint", plugin.checkpoint),
+        (f"{PLUGIN_SECTION}.product_recode", plugin.product_recode),
     ]
     named += [(f"{PLUGIN_SECTION}.spot_images.{t}", p) for t, p in plugin.spot_images.items()]
     for name, path in named:

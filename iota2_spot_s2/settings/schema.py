@@ -171,6 +171,21 @@ class PluginSettings(_Section):
         "probabilities",
         "texture",
     )
+    device: Annotated[
+        str,
+        Field(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$"),
+        Rule("auto, cpu, cuda or cuda:N (auto: CUDA when available)"),
+    ] = "auto"
+    scheduler: Annotated[
+        str | None,
+        Field(pattern=r"^(local|(tcp|tls|inproc|ucx)://\S+|\S+\.json)$"),
+        Rule("None, 'local', a dask scheduler address (tcp://host:port) or a scheduler .json"),
+    ] = None
+    workers: OptionalPositiveInt = None
+    oso_product: Flag = False
+    product_mmu_ha: Annotated[float, Field(ge=0), Rule("a number >= 0, in hectares")] = 0.1
+    product_majority_radius: OptionalPositiveInt = None
+    product_recode: Annotated[Path | None, CfgPath(optional=True)] = None
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     model_steps: Annotated[
         dict[Network, Annotated[int, Field(ge=1)]],

@@ -14,6 +14,7 @@ Everything is plain Python, lists or tensors, so the file loads with ``weights_o
 
 from __future__ import annotations
 
+import io
 import os
 import random
 from dataclasses import dataclass, field
@@ -69,8 +70,10 @@ class LoadedModel:
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically (temp file + rename)."""
+    buffer = io.BytesIO()  # serialised first: a full disk is then an OSError, not torch's own
+    torch.save(state, buffer)
     with atomic_output(path) as tmp:
-        torch.save(state, tmp)
+        tmp.write_bytes(buffer.getbuffer())
     return Path(path)
 
 

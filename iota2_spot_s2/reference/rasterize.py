@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -222,6 +223,34 @@ def _resolve_mapping(
     return {str(source_key(k)): int(v) for k, v in mapping.items()}
 
 
+def features_to_burn(
+    vector_path: str | PathLike[str],
+    grid: Grid,
+    field: str,
+    layer: str | int | None,
+    mapping: Mapping[object, int] | str | PathLike[str] | None,
+) -> tuple[Any, RasterizeReport, np.ndarray, np.ndarray, np.ndarray]:
+    """Read, code and clean a layer's features: ``(features, report, geometries, codes, idx)``.
+
+    ``idx`` indexes the features that lie on ``grid`` (burned); the report counts the rest.
+    Shared by the whole-scene and the windowed rasterisers.
+    """
+    table = _resolve_mapping(mapping)
+    feats = read_features(vector_path, field, layer=layer, grid=grid)
+    report = RasterizeReport(str(vector_path), feats.layer, field, features_total=feats.total)
+    report.features_read = len(feats.values)
+    codes = _codes_from_values(feats.values, table, report, vector_path)
+    geoms = _clean_geometries(feats.geometries, report)
+    box = shapely.box(*grid.bounds)
+    inside = np.asarray(shapely.intersects(geoms, box), dtype=bool) & ~shapely.is_missing(geoms)
+    idx = np.flatnonzero(inside)
+    report.features_burned = len(idx)
+    report.features_outside_grid = (
+        report.features_total - report.features_burned - report.features_empty_geometry
+    )
+    return feats, report, geoms, codes, idx
+
+
 def rasterize_reference(
     vector_path: str | PathLike[str],
     grid: Grid,
@@ -249,19 +278,7 @@ def rasterize_reference(
         InputError: unreadable file, missing layer/field, non-integer values without mapping.
 
     """
-    table = _resolve_mapping(mapping)
-    feats = read_features(vector_path, field, layer=layer, grid=grid)
-    report = RasterizeReport(str(vector_path), feats.layer, field, features_total=feats.total)
-    report.features_read = len(feats.values)
-    codes = _codes_from_values(feats.values, table, report, vector_path)
-    geoms = _clean_geometries(feats.geometries, report)
-    box = shapely.box(*grid.bounds)
-    inside = np.asarray(shapely.intersects(geoms, box), dtype=bool) & ~shapely.is_missing(geoms)
-    idx = np.flatnonzero(inside)
-    report.features_burned = len(idx)
-    report.features_outside_grid = (
-        report.features_total - report.features_burned - report.features_empty_geometry
-    )
+    feats, report, geoms, codes, idx = features_to_burn(vector_path, grid, field, layer, mapping)
     labels = _burn(geoms[idx], codes[idx], grid, all_touched, "uint16")
     report.conflict_pixels = _conflict_pixels(geoms[idx], codes[idx], grid, all_touched)
     if nomenclature is not None:

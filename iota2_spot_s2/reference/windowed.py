@@ -28,12 +28,9 @@ from iota2_spot_s2.nomenclature import Nomenclature
 from iota2_spot_s2.reference.rasterize import (
     RasterizeReport,
     _burn,
-    _clean_geometries,
-    _codes_from_values,
     _conflict_pixels,
-    _resolve_mapping,
+    features_to_burn,
 )
-from iota2_spot_s2.reference.vector import read_features
 
 #: Side of the windows burned or checked at once.
 WINDOW_SIZE = 1024
@@ -59,18 +56,7 @@ def rasterize_to_file(
     Raises:
         InputError: unreadable file, missing layer/field, non-integer values without mapping.
     """
-    table = _resolve_mapping(mapping)
-    feats = read_features(vector_path, field, layer=layer, grid=grid)
-    report = RasterizeReport(str(vector_path), feats.layer, field, features_total=feats.total)
-    report.features_read = len(feats.values)
-    codes = _codes_from_values(feats.values, table, report, vector_path)
-    geoms = _clean_geometries(feats.geometries, report)
-    inside = np.asarray(shapely.intersects(geoms, shapely.box(*grid.bounds)), dtype=bool)
-    idx = np.flatnonzero(inside & ~shapely.is_missing(geoms))
-    report.features_burned = len(idx)
-    report.features_outside_grid = (
-        report.features_total - report.features_burned - report.features_empty_geometry
-    )
+    _, report, geoms, codes, idx = features_to_burn(vector_path, grid, field, layer, mapping)
     geoms, codes = geoms[idx], codes[idx]
     report.conflict_pixels = _conflict_pixels(geoms, codes, grid, all_touched)
     known = None if nomenclature is None else np.asarray(nomenclature.codes)

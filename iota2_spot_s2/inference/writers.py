@@ -296,7 +296,7 @@ class MapWriter:
         for part in self._taken:  # journaled: the part is no longer needed to resume
             part.unlink(missing_ok=True)
         self._taken.clear()
-        self.seconds_before += seconds
+        # seconds_before holds earlier passes only: the caller times this pass itself
         self._new, self._since = [], time.monotonic()
         for kind, (spec, tmp, _) in list(self._open.items()):
             self._open[kind] = (spec, tmp, rasterio.open(tmp, "r+"))

@@ -44,8 +44,7 @@ def _cmd_iota2_check(args: argparse.Namespace) -> int:
     from iota2_spot_s2.settings import load_config
 
     checked = check_cfg_paths(args.config)  # every check before any line: a refused cfg
-    load_config(args.config)  # prints its one error line only
-    check_cfg_inputs(args.config)
+    check_cfg_inputs(load_config(args.config))  # a refused cfg prints its one error line only
     for name, path in checked:
         print(f"{name}: {path}")
     print(generation_line(args.config))

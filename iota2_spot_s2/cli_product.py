@@ -11,15 +11,10 @@ import argparse
 import json
 from pathlib import Path
 
-from iota2_spot_s2.argtypes import positive_int
+from iota2_spot_s2.argtypes import checked, positive_int
 from iota2_spot_s2.errors import InputError
 
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+_non_negative = checked(float, lambda v: v >= 0, ">= 0")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -18,6 +18,7 @@ from iota2_spot_s2.iota2.names import USER_FEAT_PATTERNS
 from iota2_spot_s2.settings import (
     CAMEL_TO_SNAKE,
     PLUGIN_SECTION,
+    RunConfig,
     format_cfg,
     load_config,
     read_cfg,
@@ -112,7 +113,7 @@ def check_cfg_paths(path: str | os.PathLike[str]) -> list[tuple[str, Path]]:
     return checked
 
 
-def check_cfg_inputs(source: str | os.PathLike[str]) -> None:
+def check_cfg_inputs(run: RunConfig) -> None:
     """The inputs the step reads first open as what they must be, not only exist.
 
     ``iota2 check`` calls it after :func:`check_cfg_paths`.
@@ -127,7 +128,6 @@ def check_cfg_inputs(source: str | os.PathLike[str]) -> None:
     from iota2_spot_s2.pipeline.stages import RASTER_SUFFIXES
     from iota2_spot_s2.reference.vector import check_vector_layer
 
-    run = load_config(Path(source))
     truth = run.chain.ground_truth
     rasters = [(f"{PLUGIN_SECTION}.spot_images.{t}", p) for t, p in run.plugin.spot_images.items()]
     if truth is not None and truth.suffix.lower() in RASTER_SUFFIXES:

@@ -304,6 +304,20 @@ def _drop_unknown_codes(
         labels[unknown] = 0
 
 
+def label_profile(grid: Grid, dtype: str) -> dict[str, Any]:
+    """The GeoTIFF profile of a label raster on ``grid``: one band, nodata 0, DEFLATE, tiled."""
+    return grid.profile(
+        driver="GTiff",
+        count=1,
+        dtype=dtype,
+        nodata=0,
+        compress="deflate",
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+    )
+
+
 def write_labels(
     labels: np.ndarray,
     grid: Grid,
@@ -317,17 +331,7 @@ def write_labels(
     """
     small = nomenclature is not None and max(nomenclature.codes) <= 255 and labels.max() <= 255
     dtype = "uint8" if small else "uint16"
-    profile = grid.profile(
-        driver="GTiff",
-        count=1,
-        dtype=dtype,
-        nodata=0,
-        compress="deflate",
-        tiled=True,
-        blockxsize=256,
-        blockysize=256,
-    )
-    with atomic_output(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    with atomic_output(path) as tmp, rasterio.open(tmp, "w", **label_profile(grid, dtype)) as dst:
         dst.write(labels.astype(dtype), 1)
         if small and nomenclature is not None:
             dst.write_colormap(1, nomenclature.color_table())

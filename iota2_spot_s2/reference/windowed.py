@@ -30,6 +30,7 @@ from iota2_spot_s2.reference.rasterize import (
     _burn,
     _conflict_pixels,
     features_to_burn,
+    label_profile,
 )
 
 #: Side of the windows burned or checked at once.
@@ -67,16 +68,7 @@ def rasterize_to_file(
     dtype = "uint8" if kept.size == 0 or int(kept.max()) <= 255 else "uint16"
     counts: Counter[int] = Counter()
     dropped: Counter[int] = Counter()
-    profile = grid.profile(
-        driver="GTiff",
-        count=1,
-        dtype=dtype,
-        nodata=0,
-        compress="deflate",
-        tiled=True,
-        blockxsize=256,
-        blockysize=256,
-    )
+    profile = label_profile(grid, dtype)
     tree = shapely.STRtree(geoms)
     with atomic_output(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         for win in iter_windows(grid.height, grid.width, window_size):

@@ -7,7 +7,7 @@ DESIGN.md: memory must not grow with the scene. This script simulates seeded sce
   (:func:`iota2_spot_s2.pipeline.evaluate_from_files`) of a class map against a label raster,
   restricted to the test blocks of a split raster;
 - ``run``: what ``fuse-classify run`` does on a tile besides training: labels + split from a
-  vector reference (:func:`~iota2_spot_s2.pipeline.stages.prepare_reference`), mapping with a
+  vector reference (:func:`~iota2_spot_s2.pipeline.prepared.prepare_reference`), mapping with a
   tiny pre-made FCN checkpoint (:func:`~iota2_spot_s2.inference.predict_map`) and the chain's
   scoring of the map on the test blocks (``pipeline.chain._score``). The high-water mark is read
   after each phase, so the phase where memory grows is visible.
@@ -188,7 +188,7 @@ def child_run(paths: dict[str, str], out: Path) -> dict[str, float]:
     """Reference preparation, mapping and the chain's scoring, peak after each phase."""
     from iota2_spot_s2.inference import predict_map
     from iota2_spot_s2.pipeline.chain import _score
-    from iota2_spot_s2.pipeline.stages import prepare_reference
+    from iota2_spot_s2.pipeline.prepared import prepare_reference
     from iota2_spot_s2.pipeline.strategies import StrategyOutput, TileContext
     from iota2_spot_s2.sensors import open_spot
     from iota2_spot_s2.training import load_model

@@ -13,12 +13,16 @@ absolute figures), with untrained weights (speed does not depend on them), on a 
 4. the host-side cost without the network (a 1x1 convolution: read, normalise, encode, write),
    the floor any GPU run pays per pixel on its CPU side, and the FCN's FLOPs per pixel;
 5. from these, the wall time to map France at 1.5 m (~2.4e11 px) on N CPU workers (measured
-   rate) and on N GPUs (NOT measured: an estimate from FLOPs and the measured host floor).
+   rate) and on N GPUs (NOT measured: an estimate from FLOPs and the measured host floor);
+6. the other map kinds on the same clusters (``bench_scale_kinds.py``: the S2 random forest's
+   map, the early-fusion map, late fusion) on the simulated scene of ``--kinds-size-m`` metres:
+   one process vs 1 vs 2 workers, and the client's assembly time of each.
 
 Usage::
 
     python benchmarks/bench_scale.py               # 2048 px scene, tile 512, 2 repeats
-    python benchmarks/bench_scale.py --side 1024 --repeats 1
+    python benchmarks/bench_scale.py --side 1024 --repeats 1 --kinds-size-m 960
+    python benchmarks/bench_scale.py --kinds-size-m 0   # the SPOT map only
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ from iota2_spot_s2.training import LoadedModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_mapping import BANDS, N_CLASSES, loaded, write_scene  # noqa: E402
+from bench_scale_kinds import kind_runs  # noqa: E402
+
+CONFIGS = ("single", "1 worker", "2 workers")
 
 FRANCE_PX = 2.4e11  # ~551 700 km2 at 1.5 m
 GPU_TFLOPS_ASSUMED = 25.0  # sustained fp32/TF32 conv throughput assumed for one data-centre GPU
@@ -89,12 +96,14 @@ def run(model: LoadedModel, image: Path, out: Path, tile: int, scheduler: Any) -
     return time.perf_counter() - tic
 
 
-def measure(side: int, tile: int, repeats: int, tmp: Path) -> dict[str, Any]:
+def measure(side: int, tile: int, repeats: int, tmp: Path, kinds_size_m: float) -> dict[str, Any]:
     """Interleaved runs of every configuration; the best of ``repeats`` each."""
     from distributed import Client, LocalCluster
 
     image = write_scene(tmp / "scene.tif", side)
     model = loaded("fcn")
+    runs, pixels = kind_runs(tmp / "kinds", kinds_size_m) if kinds_size_m else ({}, {})
+    runs = {"spot_fcn": lambda out, sched: run(model, image, out, tile, sched), **runs}
     clusters, clients, startup = {}, {}, {}
     for n in (1, 2):
         tic = time.perf_counter()
@@ -105,17 +114,19 @@ def measure(side: int, tile: int, repeats: int, tmp: Path) -> dict[str, Any]:
     assembly, cog = Clock(), Clock()
     assembly.wrap(writers.MapWriter, "take_part")
     cog.wrap(writers, "finalize_cog")
-    times: dict[str, list[float]] = {"single": [], "1 worker": [], "2 workers": []}
-    assembled: dict[str, list[float]] = {k: [] for k in times}
-    converted: dict[str, list[float]] = {k: [] for k in times}
+    times = {kind: {k: [] for k in CONFIGS} for kind in runs}
+    assembled = {kind: {k: [] for k in CONFIGS} for kind in runs}
+    converted = {kind: {k: [] for k in CONFIGS} for kind in runs}
     try:
         for r in range(repeats):
-            for key, sched in (("single", None), ("1 worker", clients[1]),
-                               ("2 workers", clients[2])):  # fmt: skip
-                assembly.seconds = cog.seconds = 0.0
-                times[key].append(run(model, image, tmp / f"{key}_{r}", tile, sched))
-                assembled[key].append(assembly.seconds)
-                converted[key].append(cog.seconds)
+            for kind, call in runs.items():
+                for key, sched in zip(CONFIGS, (None, clients[1], clients[2]), strict=True):
+                    assembly.seconds = cog.seconds = 0.0
+                    tic = time.perf_counter()
+                    call(tmp / f"{kind}_{key}_{r}", sched)
+                    times[kind][key].append(time.perf_counter() - tic)
+                    assembled[kind][key].append(assembly.seconds)
+                    converted[kind][key].append(cog.seconds)
     finally:
         for n in (1, 2):
             clients[n].close()
@@ -123,8 +134,27 @@ def measure(side: int, tile: int, repeats: int, tmp: Path) -> dict[str, Any]:
     io_tic = time.perf_counter()
     predict_map(io_only_model(), image, tmp / "io", tile=tile, write_proba=True, progress=False)
     io_seconds = time.perf_counter() - io_tic
-    return {"image": image, "model": model, "times": times, "assembled": assembled,
-            "converted": converted, "startup": startup, "io_seconds": io_seconds}  # fmt: skip
+    return {"image": image, "model": model, "times": times.pop("spot_fcn"),
+            "assembled": assembled.pop("spot_fcn"), "converted": converted.pop("spot_fcn"),
+            "startup": startup, "io_seconds": io_seconds, "kinds": (times, assembled, converted),
+            "pixels": pixels}  # fmt: skip
+
+
+def summarise_kinds(m: dict[str, Any]) -> dict[str, Any]:
+    """Per kind: best wall seconds per configuration, speed-ups, the client's assembly."""
+    times, assembled, converted = m["kinds"]
+    out = {}
+    for kind, by_config in times.items():
+        best = {k: min(v) for k, v in by_config.items()}
+        out[kind] = {
+            "pixels": m["pixels"][kind],
+            "wall_s": {k: [round(x, 2) for x in v] for k, v in by_config.items()},
+            "speedup_2_workers_vs_1_worker": round(best["1 worker"] / best["2 workers"], 3),
+            "speedup_2_workers_vs_single_process": round(best["single"] / best["2 workers"], 3),
+            "client_parts_to_gtiff_s_2_workers": round(min(assembled[kind]["2 workers"]), 2),
+            "cog_conversion_s_2_workers": round(min(converted[kind]["2 workers"]), 2),
+        }
+    return out
 
 
 def summarise(m: dict[str, Any], side: int, tile: int) -> dict[str, Any]:
@@ -158,6 +188,8 @@ def summarise(m: dict[str, Any], side: int, tile: int) -> dict[str, Any]:
     asm_s = min(m["assembled"]["2 workers"]) + min(m["converted"]["2 workers"])
     asm_px_s = px / max(asm_s, 1e-9)
     out["france"] = france(per_worker_px_s, io_px_s, gpu_net_px_s, asm_px_s)
+    if m["kinds"][0]:
+        out["other_kinds"] = summarise_kinds(m)
     return out
 
 
@@ -187,10 +219,16 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=2048)
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--kinds-size-m",
+        type=float,
+        default=1536.0,
+        help="simulated scene of the other kinds (m; 0: SPOT map only)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     with tempfile.TemporaryDirectory() as name:
-        m = measure(args.side, args.tile, args.repeats, Path(name))
+        m = measure(args.side, args.tile, args.repeats, Path(name), args.kinds_size_m)
         print(json.dumps(summarise(m, args.side, args.tile), indent=2))
 
 

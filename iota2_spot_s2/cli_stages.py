@@ -257,19 +257,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default="cpu",
         help="cpu, cuda, cuda:N or auto (CUDA when available)",
     )
-    p.add_argument(
-        "--scheduler",
-        type=scheduler,
-        default=None,
-        help="map as dask tile tasks: 'local', tcp://host:8786 or a scheduler.json "
-        "(default: one process)",
-    )
-    p.add_argument(
-        "--workers",
-        type=positive_int,
-        default=None,
-        help="worker processes of a local cluster (alone it means --scheduler local)",
-    )
+    add_cluster_arguments(p)
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("evaluate", help="score a class map against a reference")
@@ -293,6 +281,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="add 95%% block-bootstrap intervals (blocks of PX pixels) to the JSON",
     )
     p.set_defaults(func=_cmd_evaluate)
+
+
+def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
+    """``--scheduler`` / ``--workers`` of every sub-command that makes maps (dask tile tasks)."""
+    p.add_argument(
+        "--scheduler",
+        type=scheduler,
+        default=None,
+        help="map as dask tile tasks: 'local', tcp://host:8786 or a scheduler.json "
+        "(default: one process)",
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="worker processes of a local cluster (alone it means --scheduler local)",
+    )
 
 
 def file_prefix(text: str) -> str:

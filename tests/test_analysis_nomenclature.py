@@ -295,28 +295,35 @@ SLOVENIA_HIERARCHY = """code,name,level1_code,level1_name
 """
 
 
-def test_real_slovenia_rf_confusion_is_analysed_and_rasters_agree(shared_data, tmp_path) -> None:
-    """REAL data: the S2 NDVI random forest of the timeseries tests, scored on TEST blocks."""
+def slovenia_rf_merges(shared_data: Path, folder: Path, seed: int = 0):
+    """REAL data: the S2 NDVI random forest of the timeseries tests (forest ``seed``), scored on
+    TEST blocks and analysed with min F1 0.7; also driven by ``benchmarks/threshold_sweep.py``."""
     from iota2_spot_s2.analysis.nomenclature_inputs import read_hierarchy
     from iota2_spot_s2.reference import TEST, split_blocks
     from iota2_spot_s2.timeseries import open_band_stack, s2_probabilities, train_s2_classifier
 
-    folder, codes = shared_data / "s2_slovenia_lulc", [1, 2, 3, 4, 8]
-    series = open_band_stack(folder / "NDVI_68dates.tif", mask=folder / "CLM_68dates.tif")
-    with rasterio.open(folder / "LULC.tif") as src:
+    data, codes = shared_data / "s2_slovenia_lulc", [1, 2, 3, 4, 8]
+    series = open_band_stack(data / "NDVI_68dates.tif", mask=data / "CLM_68dates.tif")
+    with rasterio.open(data / "LULC.tif") as src:
         labels = src.read(1)
     split = split_blocks(labels, block_size=10, seed=0)
-    clf = train_s2_classifier(series, labels, split, kind="rf", class_codes=codes, seed=0,
+    clf = train_s2_classifier(series, labels, split, kind="rf", class_codes=codes, seed=seed,
                               max_per_class=1000)  # fmt: skip
     produced = np.asarray(codes)[np.nanargmax(s2_probabilities(clf, series), axis=0)]
     cm = confusion_matrix(labels, produced, codes, mask=split == TEST)
     test_ref = np.where(split == TEST, labels, 0)
-    hierarchy = tmp_path / "hierarchy.csv"
+    hierarchy = folder / "hierarchy.csv"
     hierarchy.write_text(SLOVENIA_HIERARCHY)
     result = analyse(ConfusionTable.build(cm, codes, source="slovenia"), min_f1=0.7,
                      hierarchies=[(hierarchy, read_hierarchy(hierarchy))],
-                     rasters=(_write(tmp_path / "map.tif", produced),
-                              _write(tmp_path / "ref.tif", test_ref)))  # fmt: skip
+                     rasters=(_write(folder / "map.tif", produced),
+                              _write(folder / "ref.tif", test_ref)))  # fmt: skip
+    return result, cm
+
+
+def test_real_slovenia_rf_confusion_is_analysed_and_rasters_agree(shared_data, tmp_path) -> None:
+    """REAL data: the S2 NDVI random forest of the timeseries tests, scored on TEST blocks."""
+    result, cm = slovenia_rf_merges(shared_data, tmp_path)
     oa = [s.scores.overall_accuracy for s in result.steps]
     assert oa[0] == pytest.approx(np.trace(cm) / cm.sum()) and np.all(np.diff(oa) >= 0)
     assert [s.n_classes for s in result.steps] == [5, 4, 3, 2, 1]

@@ -46,15 +46,19 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory):
+def make_scene(root, seed: int = 0):
     """Simulated 480 m scene: SPOT 320 x 320 px, S2 48 x 48 px x 12 dates, 120 m blocks."""
-    info = generate_scene(tmp_path_factory.mktemp("scene"), size_m=480, seed=0)
+    info = generate_scene(root, size_m=480, seed=seed)
     spot = open_spot(info.spot_image)
     series = open_s2_timeseries(info.sensor_data / info.tile)
     labels = rasterize_reference(info.reference, info.spot_grid, "code").labels
-    split = split_blocks(labels, block_size=80, seed=0)
+    split = split_blocks(labels, block_size=80, seed=seed)
     return info, spot, series, labels, split
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return make_scene(tmp_path_factory.mktemp("scene"), seed=0)
 
 
 def window_bounds(transform: Affine, row: int, col: int, height: int, width: int):
@@ -220,24 +224,25 @@ def crop_scores(proba: np.ndarray, codes: list[int], labels, split) -> tuple[flo
     return scores(cm, codes).f1
 
 
-def test_fusion_learns_the_phenology_classes_that_spot_alone_cannot(scene, tmp_path) -> None:
-    """Cereal, maize and meadow look alike on the SPOT date; only their S2 curves differ.
+def phenology_f1(scene, folder, seed: int = 3, epochs: int = 30, iters_per_epoch: int = 10):
+    """Per-class TEST F1 (cereal, maize, meadow) of the early-fusion net and of the SPOT-only FCN.
 
-    Same budget for both nets (150 steps of 8 crops of 40 x 40 px, same tiny widths, LR, seed),
-    scored on the TEST blocks. Chance is a mean F1 of about 1/3.
+    Same budget for both nets (``epochs * iters_per_epoch`` steps of 8 crops of 40 x 40 px, same
+    tiny widths, LR, seed). Also driven by ``benchmarks/threshold_sweep.py`` over seeds.
     """
     from iota2_spot_s2.inference import predict_array
     from iota2_spot_s2.inference.paired import predict_early_fusion_array
 
     _, spot, series, labels, split = scene
     crops = np.where(np.isin(labels, [CEREAL, MAIZE, MEADOW]), labels, 0).astype(np.uint16)
-    budget = dict(epochs=15, iters_per_epoch=10, batch_size=8, crop=40, lr=3e-3, val_tile=80,
-                  val_max_tiles=4, seed=3, resume=False, schedule="constant")  # fmt: skip
-    fused = train_early_fusion(spot, series, crops, split, checkpoint_path=tmp_path / "f.pt",
+    budget = dict(epochs=epochs, iters_per_epoch=iters_per_epoch, batch_size=8, crop=40, lr=3e-3,
+                  val_tile=80, val_max_tiles=4, seed=seed, resume=False,
+                  schedule="constant")  # fmt: skip
+    fused = train_early_fusion(spot, series, crops, split, checkpoint_path=folder / "f.pt",
                                model_kwargs={**TINY, "s2_features": 16, "s2_hidden": 16},
                                **budget)  # fmt: skip
     fcn_kwargs = {"widths": TINY["widths"], "bottleneck_blocks": 1}
-    alone = train(spot, crops, split, model_name="fcn", checkpoint_path=tmp_path / "s.pt",
+    alone = train(spot, crops, split, model_name="fcn", checkpoint_path=folder / "s.pt",
                   model_kwargs=fcn_kwargs, **budget)  # fmt: skip
     codes = [CEREAL, MAIZE, MEADOW]
     f1_fused = crop_scores(
@@ -246,6 +251,19 @@ def test_fusion_learns_the_phenology_classes_that_spot_alone_cannot(scene, tmp_p
     )  # fmt: skip
     f1_alone = crop_scores(predict_array(load_model(alone.checkpoint_path), spot.values), codes,
                            crops, split)  # fmt: skip
-    # min F1 measured 0.58-0.65 across CPUs (issue 12: 0.5947 on an Intel Xeon): margin kept
-    assert min(f1_fused) > 0.45, (f1_fused, f1_alone)
-    assert np.mean(f1_fused) > np.mean(f1_alone) + 0.25, (f1_fused, f1_alone)
+    return f1_fused, f1_alone
+
+
+def test_fusion_learns_the_phenology_classes_that_spot_alone_cannot(scene, tmp_path) -> None:
+    """Cereal, maize and meadow look alike on the SPOT date; only their S2 curves differ.
+
+    300 steps for each net, scored on the TEST blocks; chance is a mean F1 of about 1/3. At 150
+    steps the nets had not converged: min fused F1 0.06-0.96 over seeds here, 0.5947 on an
+    Intel Xeon (issue 12). At 300 steps (benchmarks/threshold_sweep.py, 1 and 2 threads, this
+    scene with training seeds 3-7 and scene seeds 1-3): min fused F1 0.84-0.97, fused minus
+    SPOT-only mean F1 0.51-0.73; one training step gives 0.31 and 0.09. Scene seed 4 breaks the
+    premise (SPOT alone reaches a mean F1 of 0.63-0.70 there, meadow 0.93).
+    """
+    f1_fused, f1_alone = phenology_f1(scene, tmp_path)
+    assert min(f1_fused) > 0.7, (f1_fused, f1_alone)
+    assert np.mean(f1_fused) > np.mean(f1_alone) + 0.3, (f1_fused, f1_alone)

@@ -7,7 +7,6 @@ import shutil
 
 import numpy as np
 import pytest
-import rasterio
 from affine import Affine
 
 from iota2_spot_s2.errors import InputError
@@ -19,6 +18,7 @@ from iota2_spot_s2.evaluation import (
     write_otb_confusion_csv,
 )
 from iota2_spot_s2.otb import run_app
+from tests.rasters import write_band
 
 CODES = [1, 2, 5, 7, 9, 12]
 SIZE = 64
@@ -41,19 +41,7 @@ def _origin(x: float, y: float) -> Affine:
 
 
 def _write(path, array, nodata=None, transform=None):
-    profile = {
-        "driver": "GTiff",
-        "width": array.shape[1],
-        "height": array.shape[0],
-        "count": 1,
-        "dtype": array.dtype.name,
-        "crs": "EPSG:2154",
-        "transform": transform or _origin(650000.0, 6860000.0),
-        "nodata": nodata,
-    }
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(array, 1)
-    return path
+    return write_band(path, array, nodata, transform=transform or _origin(650000.0, 6860000.0))
 
 
 @pytest.fixture
@@ -128,7 +116,11 @@ def test_evaluate_rasters_with_split_mask(scene):
     test = split == 3
     expected = confusion_matrix(np.where(test, ref, 0), prod, CODES)
     got_path = evaluate_rasters(
-        scene["ref_path"], scene["prod_path"], CODES, mask=scene["split_path"], mask_values=[3],
+        scene["ref_path"],
+        scene["prod_path"],
+        CODES,
+        mask=scene["split_path"],
+        mask_values=[3],
         window_size=17,
     )
     got_array = evaluate_rasters(

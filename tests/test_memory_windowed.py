@@ -35,6 +35,7 @@ from iota2_spot_s2.reference import (
 from iota2_spot_s2.reference.split import _split_by_groups
 from iota2_spot_s2.reference.windowed import rasterize_to_file
 from iota2_spot_s2.training.checkpoint_fingerprint import labels_split_digest
+from tests.rasters import write_band
 
 CODES = [1, 2, 4, 7]
 HEIGHT, WIDTH = 203, 171  # not multiples of the windows below
@@ -43,22 +44,7 @@ TRANSFORM = Affine(1.5, 0, 700_000.0, 0, -1.5, 6_600_000.0)
 
 
 def _write(path: Path, array: np.ndarray, nodata: int | None = None) -> Path:
-    profile = {
-        "driver": "GTiff",
-        "width": array.shape[1],
-        "height": array.shape[0],
-        "count": 1,
-        "dtype": array.dtype.name,
-        "crs": "EPSG:2154",
-        "transform": TRANSFORM,
-        "nodata": nodata,
-        "tiled": True,
-        "blockxsize": 64,
-        "blockysize": 64,
-    }
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(array, 1)
-    return path
+    return write_band(path, array, nodata, transform=TRANSFORM, block_size=64)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -113,19 +115,33 @@ def test_bfloat16_autocast_agrees_with_fp32(name: str) -> None:
     assert agreement > 0.90
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_training_steps_reduce_loss(name: str) -> None:
-    torch.manual_seed(0)
+def training_losses(name: str, seed: int = 0, steps: int = 30) -> tuple[list[float], bool]:
+    """Losses of ``steps`` Adam steps on one learnable batch, and whether every parameter got a
+    gradient; also driven by ``benchmarks/threshold_sweep.py`` over seeds."""
+    torch.manual_seed(seed)
     model = build_model(name, 4, 5, dropout=0.1).train()
     x = torch.randn(2, 4, 32, 32)
     target = x.argmax(1)  # a learnable target (the heads start near uniform: loss ~ log 5)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(30):
+    for _ in range(steps):
         optimizer.zero_grad()
         loss = F.cross_entropy(model(x), target)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert all(p.grad is not None for p in model.parameters())
-    assert losses[-1] < 0.8 * losses[0]
+    return losses, all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize(("name", "at_most"), [("patch_cnn", 0.93), ("fcn", 0.7)])
+def test_training_steps_reduce_loss(name: str, at_most: float) -> None:
+    """The last loss against that of a uniform prediction (log 5), not against the first loss,
+    which depends on the initial weights (1.54-2.03 for the patch CNN over seeds 0-7).
+
+    Over seeds 0-4 x 1-2 threads (benchmarks/threshold_sweep.py) the last loss was 0.856-0.872
+    x log 5 for the patch CNN (it learns the class prior, log 4 = 0.861 x log 5, in 30 steps)
+    and 0.49-0.50 for the FCN; one step leaves it at 0.96-1.26 x log 5.
+    """
+    losses, every_grad = training_losses(name)
+    assert every_grad
+    assert losses[-1] < at_most * math.log(5), losses

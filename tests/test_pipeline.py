@@ -204,7 +204,7 @@ def test_stage_commands_reproduce_the_chain(chain_run, tmp_path: Path) -> None:
 
 
 def test_split_blocks_are_spread_over_unlabelled_pixels_of_the_block() -> None:
-    from iota2_spot_s2.pipeline.stages import spread_over_blocks
+    from iota2_spot_s2.pipeline.prepared import spread_over_blocks
 
     split = np.zeros((4, 6), np.uint8)
     split[0, 0] = 1  # block (0, 0) has one labelled pixel, in TRAIN

@@ -30,6 +30,10 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> SceneInfo:
 
 @pytest.fixture(scope="module")
 def data(scene: SceneInfo) -> dict[str, np.ndarray]:
+    return scene_data(scene)
+
+
+def scene_data(scene: SceneInfo) -> dict[str, np.ndarray]:
     _, _, wkb, (codes,) = pyogrio.raw.read(scene.reference, columns=["code"])
     geoms = shapely.from_wkb(wkb)
     s2 = open_s2_timeseries(scene.sensor_data / scene.tile)
@@ -123,7 +127,9 @@ def _f1_per_class(features_: np.ndarray, labels: np.ndarray, codes: list[int]) -
     return dict(zip(codes, scores, strict=True))
 
 
-def test_each_sensor_separates_its_own_classes(scene: SceneInfo, data: dict) -> None:
+def sensor_f1(scene: SceneInfo, data: dict) -> tuple[dict[int, float], dict[int, float]]:
+    """Per-class F1 of LDAs on S2 pixels and on SPOT pixels with spatial context (also driven by
+    ``benchmarks/threshold_sweep.py`` over scene seeds)."""
     spot, lab = data["spot"], data["spot_labels"]
     rows = ((np.arange(lab.shape[0]) + 0.5) * 1.5 // 10).astype(int)
     cols = ((np.arange(lab.shape[1]) + 0.5) * 1.5 // 10).astype(int)
@@ -134,15 +140,32 @@ def test_each_sensor_separates_its_own_classes(scene: SceneInfo, data: dict) -> 
         for k, m in zip((5, 15), means, strict=False)
     ]
     spot_context = np.concatenate([spot, *means, *stds])
-    codes = scene.codes
-    f1_s2 = _f1_per_class(s2, lab, codes)
-    f1_spot = _f1_per_class(spot_context, lab, codes)
+    return _f1_per_class(s2, lab, scene.codes), _f1_per_class(spot_context, lab, scene.codes)
+
+
+def design_margins(scene: SceneInfo, f1_s2: dict, f1_spot: dict) -> dict[str, float]:
+    """Each design property as ``value - bound`` (positive: holds), named by its assertion.
+
+    Bounds sit >= 0.05 from the values of scene seeds 0-4 (benchmarks/threshold_sweep.py; the
+    LDA is deterministic, so threads do not matter): e.g. min F1 of the easy classes 0.901-0.933
+    (0.901 at seed 0, the test's scene), SPOT minus S2 mean F1 on details 0.126-0.222.
+    """
     crops, details = _group(scene, "s2"), _group(scene, "spot")
-    assert min(f1_s2[c] for c in crops) > 0.85
-    assert np.mean([f1_spot[c] for c in crops]) < 0.65
-    assert np.mean([f1_s2[c] for c in details]) < 0.8
-    assert np.mean([f1_spot[c] for c in details]) > np.mean([f1_s2[c] for c in details]) + 0.1
     hedge = next(c.code for c in scene.classes if c.name == "hedge")
-    assert f1_s2[hedge] < 0.65 < 0.85 < f1_spot[hedge]
-    for easy in _group(scene, "either"):
-        assert min(f1_s2[easy], f1_spot[easy]) > 0.9
+    s2_details = float(np.mean([f1_s2[c] for c in details]))
+    return {
+        "min S2 F1 crops > 0.85": min(f1_s2[c] for c in crops) - 0.85,
+        "mean SPOT F1 crops < 0.65": 0.65 - float(np.mean([f1_spot[c] for c in crops])),
+        "mean S2 F1 details < 0.8": 0.8 - s2_details,
+        "SPOT - S2 details > 0.07": float(np.mean([f1_spot[c] for c in details])) - s2_details
+        - 0.07,
+        "S2 F1 hedge < 0.65": 0.65 - f1_s2[hedge],
+        "SPOT F1 hedge > 0.85": f1_spot[hedge] - 0.85,
+        "min F1 easy > 0.85": min(min(f1_s2[e], f1_spot[e]) for e in _group(scene, "either"))
+        - 0.85,
+    }
+
+
+def test_each_sensor_separates_its_own_classes(scene: SceneInfo, data: dict) -> None:
+    margins = design_margins(scene, *sensor_f1(scene, data))
+    assert all(m > 0 for m in margins.values()), margins

@@ -60,8 +60,7 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def slovenia(shared_data):
+def load_slovenia(shared_data):
     folder = shared_data / "s2_slovenia_lulc"
     series = open_band_stack(folder / "NDVI_68dates.tif", mask=folder / "CLM_68dates.tif")
     with rasterio.open(folder / "LULC.tif") as src:
@@ -71,66 +70,96 @@ def slovenia(shared_data):
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    info = generate_scene(tmp_path_factory.mktemp("scene"), size_m=480, seed=0)
+def slovenia(shared_data):
+    return load_slovenia(shared_data)
+
+
+def make_scene(root, seed: int = 0):
+    info = generate_scene(root, size_m=480, seed=seed)
     series = open_s2_timeseries(info.sensor_data)
     labels = rasterize_reference(info.reference, info.s2_grid, "code",
                                  layer=info.reference_layer).labels  # fmt: skip
-    split = split_blocks(labels, block_size=10, seed=0)
+    split = split_blocks(labels, block_size=10, seed=seed)
     return info, series, labels, split
+
+
+def train_scene_model(scene, kind: str, seed: int = 0, epochs: int = 20):
+    info, series, labels, split = scene
+    return train_s2_classifier(series, labels, split, kind=kind, class_codes=info.codes,
+                               seed=seed, tempcnn=FitOptions(epochs=epochs))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return make_scene(tmp_path_factory.mktemp("scene"), seed=0)
 
 
 @pytest.fixture(scope="module")
 def scene_models(scene):
-    info, series, labels, split = scene
-    return {
-        kind: train_s2_classifier(series, labels, split, kind=kind, class_codes=info.codes,
-                                  seed=0, tempcnn=FitOptions(epochs=20))
-        for kind in ("rf", "tempcnn")
-    }  # fmt: skip
+    return {kind: train_scene_model(scene, kind) for kind in ("rf", "tempcnn")}
 
 
-@pytest.mark.parametrize(
-    ("kind", "cap", "min_kappa", "min_mean_f1"),
-    [("rf", 1000, 0.65, 0.45), ("tempcnn", 500, 0.4, 0.45)],
-)
-def test_real_slovenia_ndvi_series_is_classified_well_above_chance(
-    slovenia, kind, cap, min_kappa, min_mean_f1
-) -> None:
+def train_slovenia(slovenia, kind: str, seed: int = 0, tempcnn: FitOptions = FAST_TEMPCNN):
     series, labels, split = slovenia
-    clf = train_s2_classifier(series, labels, split, kind=kind, class_codes=SLOVENIA_CODES,
-                              seed=0, max_per_class=cap, tempcnn=FAST_TEMPCNN)  # fmt: skip
+    cap = {"rf": 1000, "tempcnn": 500}[kind]
+    return train_s2_classifier(series, labels, split, kind=kind, class_codes=SLOVENIA_CODES,
+                               seed=seed, max_per_class=cap, tempcnn=tempcnn)  # fmt: skip
+
+
+def slovenia_metrics(slovenia, clf, proba=None) -> dict[str, float]:
+    """TEST kappa, mean F1, OA over the majority class's share, VAL mean F1, chance mean F1."""
+    series, labels, split = slovenia
+    proba = s2_probabilities(clf, series) if proba is None else proba
+    s = _test_scores(proba, labels, split, SLOVENIA_CODES)
+    per_class = dict(zip(s.codes, np.round(s.f1, 3).tolist(), strict=True))
+    print(f"\nSlovenia {clf.kind}: OA {s.overall_accuracy:.3f} kappa {s.kappa:.3f} "
+          f"mean F1 {s.mean_f1:.3f} F1 {per_class} n {s.support}")  # fmt: skip
+    return {"kappa": s.kappa, "mean_f1": s.mean_f1,
+            "oa_over_majority": s.overall_accuracy - max(s.support) / sum(s.support),
+            "val_mean_f1": clf.val_scores["mean_f1"] if clf.val_scores else float("nan"),
+            "chance_mean_f1": _chance_mean_f1(labels, split, SLOVENIA_CODES)}  # fmt: skip
+
+
+def scene_s2_class_f1(scene, clf) -> dict[int, float]:
+    """TEST F1 of each class of the simulated scene that needs Sentinel-2 (the crops)."""
+    info, series, labels, split = scene
+    s = _test_scores(s2_probabilities(clf, series), labels, split, info.codes)
+    f1 = dict(zip(s.codes, s.f1, strict=True))
+    names = {c.code: f"{c.name}({c.needs})" for c in info.classes}
+    print(f"\nsimulated {clf.kind}: OA {s.overall_accuracy:.3f} mean F1 {s.mean_f1:.3f} "
+          + ", ".join(f"{names[c]} {f1[c]:.2f}/{n}" for c, n in zip(s.codes, s.support,
+                                                                    strict=True)))  # fmt: skip
+    return {code: f1[code] for code in info.codes_needing("s2")}
+
+
+# Over training seeds 0-4 (benchmarks/threshold_sweep.py; TempCNN at 1 and 2 threads): RF kappa
+# 0.73-0.76, mean F1 0.51-0.53; TempCNN kappa 0.53-0.64, mean F1 0.55-0.66 (one TEST pixel of
+# Cultivated land moves it by 0.07); an untrained TempCNN gives kappa -0.02, mean F1 0.01.
+@pytest.mark.parametrize(("kind", "min_kappa", "min_mean_f1"),
+                         [("rf", 0.65, 0.45), ("tempcnn", 0.4, 0.42)])  # fmt: skip
+def test_real_slovenia_ndvi_series_is_classified_well_above_chance(
+    slovenia, kind, min_kappa, min_mean_f1
+) -> None:
+    series = slovenia[0]
+    clf = train_slovenia(slovenia, kind)
     assert clf.spec.bands == ("NDVI",) and clf.spec.indices == ()
     assert len(clf.spec.dates) == 90  # 2015-07-11 .. 2017-12-17 every 10 days
     proba = s2_probabilities(clf, series)
     assert proba.shape == (5, 101, 100) and np.isfinite(proba).all()
-    s = _test_scores(proba, labels, split, SLOVENIA_CODES)
-    chance = _chance_mean_f1(labels, split, SLOVENIA_CODES)
-    per_class = dict(zip(s.codes, np.round(s.f1, 3).tolist(), strict=True))
-    print(
-        f"\nSlovenia {kind}: OA {s.overall_accuracy:.3f} kappa {s.kappa:.3f} "
-        f"mean F1 {s.mean_f1:.3f} (chance {chance:.3f}) F1 {per_class} n {s.support}"
-    )
-    majority_oa = max(s.support) / sum(s.support)
-    assert s.kappa > min_kappa
-    assert s.mean_f1 > min_mean_f1 > 2 * chance
-    if kind == "rf":
-        assert s.overall_accuracy > majority_oa + 0.1
-    assert clf.val_scores is not None and clf.val_scores["mean_f1"] > 0.4
+    m = slovenia_metrics(slovenia, clf, proba)
+    assert m["kappa"] > min_kappa
+    assert m["mean_f1"] > min_mean_f1 > 2 * m["chance_mean_f1"]
+    if kind == "rf":  # 0.122-0.142 over forest seeds 0-4
+        assert m["oa_over_majority"] > 0.07
+    assert m["val_mean_f1"] > 0.4
 
 
 @pytest.mark.parametrize("kind", ["rf", "tempcnn"])
 def test_phenology_classes_of_the_simulated_scene_are_separated(scene, scene_models, kind):
-    info, series, labels, split = scene
-    s = _test_scores(s2_probabilities(scene_models[kind], series), labels, split, info.codes)
-    f1 = dict(zip(s.codes, s.f1, strict=True))
-    names = {c.code: f"{c.name}({c.needs})" for c in info.classes}
-    print(
-        f"\nsimulated {kind}: OA {s.overall_accuracy:.3f} mean F1 {s.mean_f1:.3f} "
-        + ", ".join(f"{names[c]} {f1[c]:.2f}/{n}" for c, n in zip(s.codes, s.support, strict=True))
-    )
-    for code in info.codes_needing("s2"):
-        assert f1[code] > 0.85, (names[code], f1[code])
+    f1 = scene_s2_class_f1(scene, scene_models[kind])
+    # min 0.88-0.98 over scene and training seeds 0-4 (benchmarks/threshold_sweep.py; std 0.03,
+    # scene seed 4 lowest; this scene 0.93-0.95); an untrained TempCNN gives 0
+    assert min(f1.values()) > 0.78, f1
 
 
 def test_probability_maps_are_on_the_s2_grid_in_code_order(scene, scene_models, tmp_path):

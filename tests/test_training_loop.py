@@ -32,15 +32,24 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
+def learn_easy_problem(folder, seed: int = 0, epochs: int = 16, iters_per_epoch: int = 10):
+    """The tiny FCN trained ``epochs * iters_per_epoch`` steps on :func:`make_scene` (scene and
+    training seeded by ``seed``); also driven by ``benchmarks/threshold_sweep.py`` over seeds."""
+    image, labels, split = make_scene(seed=seed)
+    return train(image, labels, split, epochs=epochs, iters_per_epoch=iters_per_epoch,
+                 batch_size=8, patience=20, seed=seed, checkpoint_path=folder / "fcn.pt",
+                 **FAST)  # fmt: skip
+
+
 def test_training_learns_an_easy_problem(tmp_path) -> None:
-    image, labels, split = make_scene()
-    result = train(image, labels, split, epochs=8, iters_per_epoch=10, batch_size=8,
-                   patience=20, seed=0, checkpoint_path=tmp_path / "fcn.pt", **FAST)  # fmt: skip
+    result = learn_easy_problem(tmp_path)
     losses = [h["loss"] for h in result.history]
-    assert len(result.history) == 8 and result.stop_reason == "epochs"
-    # heads start near uniform (loss ~ log 3); over seeds 0-3 the ratio was 0.70-0.74
-    assert losses[-1] < 0.85 * losses[0]
-    assert result.best_val_mean_f1 > 0.8  # chance is about 1/3
+    assert len(result.history) == 16 and result.stop_reason == "epochs"
+    # Over seeds 0-7 (scene and training, benchmarks/threshold_sweep.py) 160 steps gave a loss
+    # ratio of 0.34-0.45 and a best VAL mean F1 of 0.93-1.00; 80 steps gave 0.54 at seed 4.
+    # Heads start near uniform (loss ~ log 3); chance is a mean F1 of about 1/3.
+    assert losses[-1] < 0.6 * losses[0]
+    assert result.best_val_mean_f1 > 0.8
     assert result.best_val_mean_f1 == max(h["val_mean_f1"] for h in result.history)
     assert result.history[result.best_epoch - 1]["val_mean_f1"] == result.best_val_mean_f1
     assert result.train_pixels_per_second > 0 and result.train_seconds > 0

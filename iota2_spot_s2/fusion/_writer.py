@@ -14,26 +14,26 @@ With ``encoding="iota2"`` the confidence and probabilities follow iota2's ``clas
 instead: confidence float32 max fused probability in [0, 1] and ``PROBAMAP``-like uint16
 probabilities, both 0 where no source has data and without a nodata value (iota2 sets none).
 
-Nothing appears under a final name before every window is written; on error every partial file
-is deleted.
+The writer is :class:`~iota2_spot_s2.inference.writers.MapWriter` (hidden partial files,
+per-window journal, parts of distributed runs, COGs at the end) with the fusion's own band
+descriptions: nothing appears under a final name before every window is written. A one-process
+fusion that fails deletes its partial files (it is cheap to redo); a distributed one keeps them
+with its journal and parts, and the next call with the same inputs resumes it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 
 from iota2_spot_s2.fusion.core import FusionResult
 from iota2_spot_s2.grid import Grid
-from iota2_spot_s2.io import WRITE_CACHE_MB, finalize_cog, open_tiled_gtiff
+from iota2_spot_s2.inference.tiling import PixelWindow
+from iota2_spot_s2.inference.writers import MapWriter, OutputFile
 from iota2_spot_s2.nomenclature import Nomenclature
 
 CONFIDENCE_NODATA = 255
@@ -44,15 +44,7 @@ KINDS = ("classes", "confidence", "proba", "choice")
 ENCODINGS = ("cog", "iota2")
 
 
-@dataclass(frozen=True)
-class OutputSpec:
-    """Layout of one output raster."""
-
-    kind: str
-    path: Path
-    count: int
-    dtype: str
-    nodata: int | None
+OutputSpec = OutputFile  # the layout of one output raster
 
 
 def output_specs(
@@ -94,8 +86,21 @@ def encode(result: FusionResult, encoding: str = "cog") -> dict[str, np.ndarray]
     }
 
 
-class FusionWriter:
-    """Writes the outputs window by window; finalises them as COGs when the session succeeds."""
+class FusionWriter(MapWriter):
+    """Writes the fused outputs window by window (a :class:`MapWriter` with fusion bands).
+
+    Args:
+        specs: The outputs (:func:`output_specs`).
+        grid: Target grid.
+        codes: Class codes in band order.
+        nomenclature: Colour table and band names (optional).
+        tags: Dataset tags of every output (the fingerprint names the journal and parts).
+        undecided_label: Class value of undecided pixels (grey in the colour table).
+        encoding: ``"cog"`` or ``"iota2"``.
+        n_tiles: Windows of the whole pass (spaces the journal checkpoints).
+        keep_on_failure: Keep partial files, journal and parts on failure (to resume).
+
+    """
 
     def __init__(
         self,
@@ -106,54 +111,18 @@ class FusionWriter:
         tags: Mapping[str, str],
         undecided_label: int,
         encoding: str = "cog",
+        n_tiles: int = 0,
+        keep_on_failure: bool = False,
     ) -> None:
-        self.specs, self.grid, self.codes = list(specs), grid, list(codes)
-        self.nomenclature, self.tags = nomenclature, dict(tags)
+        super().__init__(specs, grid, codes, nomenclature, dict(tags), n_tiles, keep_on_failure)
         self.undecided_label = undecided_label
         self.encoding = encoding
-        self._open: list[tuple[OutputSpec, Path, DatasetWriter]] = []
 
-    @contextlib.contextmanager
-    def session(self) -> Iterator[FusionWriter]:
-        """Open hidden GTiffs; convert them to COGs on success, delete them on failure.
-
-        GDAL's block cache is capped at :data:`~iota2_spot_s2.io.WRITE_CACHE_MB` meanwhile (the
-        sources read inside the session too), so memory does not grow with the scene.
-        """
-        with rasterio.Env(GDAL_CACHEMAX=WRITE_CACHE_MB):
-            yield from self._session()
-
-    def _session(self) -> Iterator[FusionWriter]:
-        try:
-            for spec in self.specs:
-                tmp = spec.path.with_name(f".{spec.path.stem}.{uuid.uuid4().hex[:8]}.partial.tif")
-                spec.path.parent.mkdir(parents=True, exist_ok=True)
-                self._open.append((spec, tmp, self._create(spec, tmp)))
-            yield self
-            self._close()
-            for spec, tmp, _ in self._open:
-                finalize_cog(tmp, spec.path)
-        finally:
-            self._close()
-            for _, tmp, _ in self._open:
-                tmp.unlink(missing_ok=True)
-            self._open.clear()
-
-    def write(self, window: Window, result: FusionResult) -> None:
+    def write_fused(self, window: Window, result: FusionResult) -> None:
         """Write one window of fused maps."""
-        arrays = encode(result, self.encoding)
-        for spec, _, dst in self._open:
-            dst.write(arrays[spec.kind].astype(spec.dtype, copy=False), window=window)
-
-    def _create(self, spec: OutputSpec, tmp: Path) -> DatasetWriter:
-        dst = open_tiled_gtiff(tmp, self.grid, spec.count, spec.dtype, nodata=spec.nodata)
-        try:
-            dst.update_tags(**self.tags)
-            self._describe(dst, spec)
-        except Exception:
-            dst.close()
-            raise
-        return dst
+        core = PixelWindow(int(window.row_off), int(window.col_off), int(window.height),
+                           int(window.width))  # fmt: skip
+        self.write_encoded(core, encode(result, self.encoding))
 
     def _describe(self, dst: DatasetWriter, spec: OutputSpec) -> None:
         nom = self.nomenclature
@@ -169,12 +138,7 @@ class FusionWriter:
         elif spec.kind == "choice":
             dst.set_band_description(1, "choice: 0 none, 1 all agree, 1+s source s alone")
         else:
-            for band, code in enumerate(self.codes, start=1):
+            for band, code in enumerate(self.codes.tolist(), start=1):
                 name = nom.name_of(code) if nom is not None and code in nom.codes else ""
                 dst.set_band_description(band, f"{code} {name}".strip())
                 dst.update_tags(band, code=str(code), name=name)
-
-    def _close(self) -> None:
-        for _, _, dst in self._open:
-            if not dst.closed:
-                dst.close()

@@ -13,6 +13,12 @@ Sources are aligned onto the first source's grid (or ``grid``) by GDAL warping; 
 :mod:`iota2_spot_s2.fusion._sources` for the resampling (average when coarsening, bilinear when
 refining probabilities; mode / nearest for class maps) and :mod:`iota2_spot_s2.fusion._writer`
 for the files written.
+
+Like the maps of :mod:`iota2_spot_s2.inference`, a fusion is journaled window by window (a killed
+run resumes; finished outputs of the same inputs and options are kept, see
+:func:`~iota2_spot_s2.fusion._work.fusion_fingerprint`) and runs in one process by default, or
+as window tasks on a dask cluster with ``scheduler=`` / ``workers=``
+(:mod:`iota2_spot_s2.inference.distributed`; the outputs are the same).
 """
 
 from __future__ import annotations
@@ -22,19 +28,26 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rasterio.enums import Resampling
-from rasterio.windows import Window
 from tqdm import tqdm
 
-from iota2_spot_s2.fusion._inputs import CodeMismatchError, ConfusionInput, prepare_stacks
+from iota2_spot_s2.fusion._inputs import CodeMismatchError, ConfusionInput
 from iota2_spot_s2.fusion._sources import RasterSource, SourceReader, inspect_source, windows
+from iota2_spot_s2.fusion._work import FusionWork, as_window, fuse_window, fusion_fingerprint
 from iota2_spot_s2.fusion._writer import KINDS, FusionWriter, output_specs
-from iota2_spot_s2.fusion.core import LABEL_RULES, FusionPlan, FusionResult, make_plan
+from iota2_spot_s2.fusion.core import LABEL_RULES, make_plan
 from iota2_spot_s2.grid import Grid
+from iota2_spot_s2.inference.distributed import write_units
+from iota2_spot_s2.inference.tiling import PixelWindow
+from iota2_spot_s2.inference.writers import FINGERPRINT_TAG, is_complete
+from iota2_spot_s2.io import output_lock
 from iota2_spot_s2.nomenclature import Nomenclature
 from iota2_spot_s2.sensors._raster import resolution_ratio
+
+__all__ = ["FusedRasters", "default_names", "fuse_rasters", "fuse_window", "iota2_names"]
 
 
 @dataclass(frozen=True)
@@ -45,12 +58,14 @@ class FusedRasters:
         paths: ``{"classes", "confidence", "proba", "choice"}`` -> file (``proba`` optional).
         grid: The grid of every output.
         rule: The fusion rule used.
+        resumed_windows: Windows an interrupted earlier pass had written (not fused again).
 
     """
 
     paths: dict[str, Path]
     grid: Grid
     rule: str
+    resumed_windows: int = 0
 
 
 def iota2_names(tile: str, model: str | int, seed: int) -> dict[str, str]:
@@ -107,6 +122,9 @@ def fuse_rasters(
     kinds: Sequence[str] | None = None,
     encoding: str = "cog",
     tags: Mapping[str, str] | None = None,
+    scheduler: Any = None,
+    workers: int | None = None,
+    progress: bool = True,
 ) -> FusedRasters:
     """Fuse probability rasters (or class maps) into class, confidence, probability, choice COGs.
 
@@ -139,6 +157,12 @@ def fuse_rasters(
             ``PROBAMAP`` 0-1000 without nodata, as in iota2's ``classif/``; see
             :mod:`iota2_spot_s2.fusion._writer`).
         tags: Extra dataset tags of every output (besides ``FUSION_RULE`` / ``FUSION_SOURCES``).
+        scheduler: ``None`` (one process), ``"local"``, a scheduler address or file, a
+            ``distributed.Client`` or cluster object: window tasks on a dask cluster
+            (:mod:`iota2_spot_s2.inference.distributed`; the sources and ``out_dir`` must be on
+            a filesystem the workers share). The outputs are the same.
+        workers: Worker processes of a local cluster (alone it means ``"local"``).
+        progress: Show a progress bar.
 
     Raises:
         InputError: If a source is unreadable or its bands do not match ``codes``.
@@ -148,6 +172,8 @@ def fuse_rasters(
     paths = [Path(p) for p in prob_paths]
     if not paths:
         raise ValueError("no source raster to fuse")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     plan = make_plan(
         codes, rule, len(paths), confusions=confusions, weights=weights, mob=mob, ties=ties,
         epsilon=epsilon, nodata_label=nodata_label, undecided_label=undecided_label,
@@ -155,57 +181,60 @@ def fuse_rasters(
     _check_nomenclature(nomenclature, plan.codes)
     sources = [inspect_source(p, plan.codes) for p in paths]
     target = grid or sources[0].grid
+    out_paths = _output_paths(Path(out_dir), prefix, names, kinds, write_proba)
+    specs = output_specs(out_paths, plan.codes, plan.nodata_label, plan.undecided_label, encoding)
+    labels_only = rule in LABEL_RULES and all(s.kind == "labels" for s in sources)
+    work = FusionWork(plan, sources, target, resampling, labels_only, encoding)
+    size = block or window_size(sources, target)
+    all_tags = {
+        "FUSION_RULE": rule, "FUSION_SOURCES": ";".join(str(p) for p in paths), **(tags or {}),
+    }  # fmt: skip
+    extra = [all_tags, repr(nomenclature)]
+    all_tags[FINGERPRINT_TAG] = fusion_fingerprint(work, size, list(out_paths), extra)
+    cores = [PixelWindow(int(w.row_off), int(w.col_off), int(w.height), int(w.width))
+             for w in windows(target, size)]  # fmt: skip
+    distributed = scheduler is not None or workers is not None
+    with output_lock(Path(out_dir), specs[0].path.stem):
+        pending = [s for s in specs if not is_complete(s, target, all_tags[FINGERPRINT_TAG])]
+        if not pending:
+            return FusedRasters(out_paths, target, rule, len(cores))
+        writer = FusionWriter(pending, target, plan.codes, nomenclature, all_tags,
+                              plan.undecided_label, encoding, n_tiles=len(cores),
+                              keep_on_failure=distributed)  # fmt: skip
+        with contextlib.ExitStack() as stack, writer.session():
+
+            def local(todo: list[PixelWindow]) -> None:
+                readers = [SourceReader(s, target, stack, resampling, plan.nodata_label)
+                           for s in sources]  # fmt: skip
+                bar = tqdm(todo, desc=f"fusion ({rule})", disable=None if progress else True)
+                for core in bar:
+                    window = as_window(core)
+                    writer.write_fused(window, fuse_window(plan, readers, window, labels_only))
+
+            resumed = write_units(writer, cores, core_of=lambda c: c, local=local,
+                                  work=lambda: work, scheduler=scheduler, workers=workers,
+                                  progress=progress)  # fmt: skip
+    return FusedRasters(out_paths, target, rule, resumed)
+
+
+def _output_paths(
+    out_dir: Path, prefix: str, names: Mapping[str, str] | None, kinds: Sequence[str] | None,
+    write_proba: bool,
+) -> dict[str, Path]:  # fmt: skip
+    """The file of each output kind asked for."""
     chosen = {**default_names(prefix), **(names or {})}
     wanted = KINDS if kinds is None else tuple(kinds)
     unknown = sorted(set(wanted) - set(KINDS))
     if unknown:
         raise ValueError(f"unknown output kinds {unknown} (known: {', '.join(KINDS)})")
-    out_paths = {
-        kind: Path(out_dir) / chosen[kind]
+    return {
+        kind: out_dir / chosen[kind]
         for kind in KINDS
         if kind in wanted and (kind != "proba" or write_proba)
     }
-    specs = output_specs(
-        out_paths, plan.codes, plan.nodata_label, plan.undecided_label, encoding
-    )
-    all_tags = {
-        "FUSION_RULE": rule, "FUSION_SOURCES": ";".join(str(p) for p in paths), **(tags or {}),
-    }  # fmt: skip
-    writer = FusionWriter(
-        specs, target, plan.codes, nomenclature, all_tags, plan.undecided_label, encoding
-    )
-    labels_only = rule in LABEL_RULES and all(s.kind == "labels" for s in sources)
-    with contextlib.ExitStack() as stack, writer.session():
-        readers = [SourceReader(s, target, stack, resampling, plan.nodata_label) for s in sources]
-        size = block or window_size(sources, target)
-        for window in tqdm(windows(target, size), desc=f"fusion ({rule})", disable=None):
-            writer.write(window, fuse_window(plan, readers, window, labels_only))
-    return FusedRasters(out_paths, target, rule)
 
 
 def window_size(sources: Sequence[RasterSource], target: Grid, base: int = 512) -> int:
     """Target window side reading about ``base`` x ``base`` pixels of the finest source."""
     ratio = max([1.0, *(resolution_ratio(s.grid, target) for s in sources)])
     return int(min(base, max(64, base / ratio)))
-
-
-def fuse_window(
-    plan: FusionPlan, readers: Sequence[SourceReader], window: Window, labels_only: bool
-) -> FusionResult:
-    """Read one window of every source and fuse it."""
-    if labels_only:
-        return plan.fuse_labels(np.stack([r.read_labels(window) for r in readers]))
-    arrays = []
-    for reader in readers:
-        if reader.source.kind == "labels":
-            arrays.append(_one_hot_nan(reader.read_labels(window), plan.codes))
-        else:
-            arrays.append(reader.read_probabilities(window))
-    return plan.fuse_stacks(*prepare_stacks(arrays, len(plan.codes)))
-
-
-def _one_hot_nan(labels: np.ndarray, codes: Sequence[int]) -> np.ndarray:
-    codes_arr = np.asarray(codes).reshape(-1, 1, 1)
-    out = (labels[None] == codes_arr).astype(np.float64)
-    out[:, ~out.any(axis=0)] = np.nan
-    return out

@@ -1,17 +1,24 @@
-"""Map production as a graph of tile tasks on ``dask.distributed``.
+"""Map production as a graph of tile tasks on ``dask.distributed``, for every map kind.
 
-:func:`~iota2_spot_s2.inference.predict_map` runs in one process unless a cluster is asked for
-(``scheduler=`` or ``workers=``): worker processes cost a start-up (seconds) and, for light
-networks on few cores, run no faster than the plain loop. With a cluster:
+Every map the package writes is a loop "read the windows of a unit (a tile, a window) ->
+compute -> encode its core -> write it": the SPOT model's map
+(:func:`~iota2_spot_s2.inference.predict_map`), the early-fusion map
+(:func:`~iota2_spot_s2.inference.paired.predict_early_fusion_map`), the Sentinel-2 classifiers'
+maps (:func:`~iota2_spot_s2.timeseries.write_s2_maps`) and decision-level fusion
+(:func:`~iota2_spot_s2.fusion.fuse_rasters`). :func:`write_units` runs that loop in one process
+(the default: worker processes cost a start-up of seconds and, for light work on few cores, run
+no faster) or, with ``scheduler=`` / ``workers=``, as tasks on a dask cluster. Each kind says
+what its workers do with a small picklable *work* object (:class:`Work`): ``build(threads)``
+makes the worker's state once (an engine, a classifier, open readers) and ``compute(state,
+group)`` returns the encoded cores of a group of units. With a cluster:
 
-1. The model (moved to CPU), the normalisation, the engine options and the input (a path, or the
-   lazy ``DataArray``: its graph, not its pixels) are sent to every worker **once**
-   (``client.scatter(..., broadcast=True)``); each worker builds its :class:`Engine` once and
-   keeps it for all its tasks.
-2. One task per group of tiles (the same groups as the single-process loop, so the numbers are the
-   same): the task reads its read windows itself, runs the network, encodes the cores (class
-   codes, confidence, probabilities) and saves them as a *part* file in the output folder
-   (``.<name>.<fingerprint>.parts/<row>_<col>.npz``, atomic). It returns nothing but the tile.
+1. The job (the work object: the model on CPU, a classifier, a lazy input's graph or a path,
+   never pixels already read) is sent to every worker **once**
+   (``client.scatter(..., broadcast=True)``); each worker builds its state once per run.
+2. One task per group of units (the same groups as the single-process loop, so the numbers are
+   the same): the task reads its windows itself, computes, encodes the cores and saves them as
+   *part* files in the output folder (``.<name>.<fingerprint>.parts/<row>_<col>.npz``, atomic).
+   It returns the cores it saved.
 3. The client copies each finished part into the partial GeoTIFFs window by window (the same
    :class:`~iota2_spot_s2.inference.writers.MapWriter`, journal and lock as the single-process
    run) and converts them to COGs at the end: the scene is never held in memory anywhere.
@@ -20,7 +27,7 @@ At most a few tasks per worker thread are in flight (a sliding window), so a sce
 tiles does not flood the scheduler and the parts waiting on disk stay few. A worker that dies
 (killed, out of memory, pre-empted) loses only the tasks it was running: the scheduler reruns
 them on the other workers, and the nanny (or the batch system) starts a new worker. A killed
-*client* resumes like a single-process run: journaled tiles are kept, parts already on disk are
+*client* resumes like a single-process run: journaled units are kept, parts already on disk are
 taken without recomputing, the rest is submitted again.
 
 Where the scheduler comes from (``scheduler=``):
@@ -40,134 +47,144 @@ The output folder must be on a filesystem every worker sees (it is checked befor
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
-import xarray as xr
 from tqdm.auto import tqdm
 
 from iota2_spot_s2.errors import InputError
-from iota2_spot_s2.inference.engine import Engine, ModelLike
-from iota2_spot_s2.inference.sources import MaskLike, open_source
-from iota2_spot_s2.inference.tiling import Tile, batches
-from iota2_spot_s2.inference.writers import MapWriter, encode, save_part
+from iota2_spot_s2.inference.tiling import PixelWindow
+from iota2_spot_s2.inference.writers import MapWriter, save_part
 
 log = logging.getLogger(__name__)
 
 IN_FLIGHT_PER_THREAD = 3  # tasks submitted ahead per worker thread
-_ENGINE: dict[str, Engine] = {}  # per worker process: the engine of the current run
+_STATE: dict[str, Any] = {}  # per worker process: the state of the current run's work
+U = TypeVar("U")
+Encoded = list[tuple[PixelWindow, dict[str, np.ndarray]]]
 
 
-@dataclass
-class PortableModel:
-    """A model as sent to workers: on CPU, with what the engine needs."""
+class Work(Protocol):
+    """What workers do for one map kind (a picklable object, sent to each worker once)."""
 
-    model: torch.nn.Module
-    class_codes: np.ndarray
-    band_mean: np.ndarray
-    band_std: np.ndarray
-    model_name: str
+    def build(self, threads: int) -> Any:
+        """The worker's state (engine, classifier, open readers), made once per run.
+
+        Args:
+            threads: Threads this worker may use for its computation (torch is already set).
+
+        """
+        ...
+
+    def compute(self, state: Any, group: list[Any]) -> Encoded:
+        """``(core, {kind: encoded array})`` of every unit of ``group``."""
+        ...
 
 
 @dataclass
 class TileJob:
-    """Everything a worker needs to map tiles, sent to each worker once.
+    """Everything a worker needs for one run, sent to each worker once.
 
     Attributes:
-        model: The model on CPU.
-        device: ``"cpu"`` or ``"cuda"`` (the worker's visible GPU).
-        engine_options: Keyword arguments of :class:`Engine` (margin, mode, batch size...).
-        image: Input path or lazy ``DataArray`` (read window by window on the worker).
-        valid_mask: Optional validity mask.
+        work: The kind's :class:`Work`.
         parts: Folder of the part files (shared filesystem).
-        kinds: Outputs to encode (``classes``, ``confidence``, ``proba``).
-        host_threads: Worker threads per host, to share each host's cores with torch.
-        run: A new id per call, under which each worker keeps its engine.
+        kinds: Outputs to save in each part (the writer's pending outputs).
+        host_threads: Worker threads per host, to share each host's cores.
+        run: A new id per call, under which each worker keeps its state.
 
     """
 
-    model: PortableModel
-    device: str
-    engine_options: dict[str, Any]
-    image: str | xr.DataArray | np.ndarray
-    valid_mask: MaskLike | None
+    work: Work
     parts: str
     kinds: list[str]
     host_threads: dict[str, int] = field(default_factory=dict)
     run: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
-def make_job(
-    model: ModelLike,
-    image: str | os.PathLike[str] | xr.DataArray | np.ndarray,
-    valid_mask: MaskLike | None,
+def write_units(
     writer: MapWriter,
-    engine_options: dict[str, Any],
-) -> TileJob:
-    """The job of one map run (the model is copied to CPU; the caller's stays where it is)."""
-    net = model.model
-    device = next(iter(net.parameters()), torch.empty(0)).device.type
-    portable = PortableModel(
-        copy.deepcopy(net).cpu().eval(),
-        np.asarray(model.class_codes),
-        np.asarray(model.band_mean, np.float32),
-        np.asarray(model.band_std, np.float32),
-        str(getattr(model, "model_name", type(net).__name__)),
-    )
-    source = str(image) if isinstance(image, str | os.PathLike) else image
-    return TileJob(portable, device, engine_options, source, valid_mask,
-                   str(writer.parts), writer.kinds)  # fmt: skip
+    units: Sequence[U],
+    *,
+    core_of: Callable[[U], PixelWindow],
+    local: Callable[[list[U]], None],
+    work: Callable[[], Work],
+    groups: Callable[[list[U]], list[list[U]]] | None = None,
+    scheduler: Any = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> int:
+    """Write every unit of ``units`` with ``writer``: in this process, or as tasks on a cluster.
+
+    Units already journaled (``writer.done``) are skipped and parts a killed distributed run left
+    are taken first, in both modes.
+
+    Args:
+        writer: The open writer (inside its session).
+        units: Tiles or windows, in raster order.
+        core_of: The core (the pixels written) of a unit.
+        local: The single-process loop over the units left (writes them with ``writer``).
+        work: Makes the :class:`Work` sent to the workers (called only with a cluster).
+        groups: Units per task (default one each; the single-process loop's groups, so that
+            the numbers are the same).
+        scheduler: See the module docstring; ``None`` with ``workers=None``: one process.
+        workers: Worker processes of a local cluster (or the scale of a cluster object).
+        progress: Show a progress bar.
+
+    Returns:
+        The units not computed by this call (journaled, or taken from parts).
+
+    """
+    todo = [u for u in units if (core_of(u).row, core_of(u).col) not in writer.done]
+    todo = [u for u in todo if not writer.take_part(core_of(u))]  # a killed run's parts
+    if scheduler is None and workers is None:
+        local(todo)
+    elif todo:
+        chunks = groups(todo) if groups is not None else [[u] for u in todo]
+        with connect(scheduler, workers) as client:
+            job = TileJob(work(), str(writer.parts), writer.kinds)
+            run_on_cluster(client, job, chunks, writer, progress)
+    return len(units) - len(todo)
 
 
-def worker_engine(job: TileJob) -> Engine:
-    """This worker's engine for ``job`` (built on its first task, then reused)."""
-    engine = _ENGINE.get(job.run)
-    if engine is not None:
-        return engine
-    _ENGINE.clear()
-    threads = _worker_threads()
+def worker_state(job: TileJob) -> Any:
+    """This worker's state for ``job`` (built on its first task, then reused)."""
+    state = _STATE.get(job.run)
+    if state is not None:
+        return state
+    for old in _STATE.values():
+        getattr(old, "close", lambda: None)()
+    _STATE.clear()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    on_host = job.host_threads.get(_host(), threads)
-    torch.set_num_threads(max(1, (cores or 1) // max(1, on_host)))
-    model = job.model
-    if job.device == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"the model is on a GPU but worker {_host()} sees none")
-        model = copy.copy(model)
-        model.model = copy.deepcopy(model.model).cuda()
-    _ENGINE[job.run] = engine = Engine(model, **job.engine_options)
-    return engine
+    on_host = job.host_threads.get(_host(), _worker_threads())
+    threads = max(1, (cores or 1) // max(1, on_host))
+    torch.set_num_threads(threads)
+    _STATE[job.run] = state = job.work.build(threads)
+    return state
 
 
-def map_tiles(job: TileJob, group: list[Tile]) -> list[int]:
-    """The tile task: read the windows, predict, save each core's encoded part; tile indices."""
+def run_task(job: TileJob, group: list[Any]) -> list[PixelWindow]:
+    """The task: compute a group of units and save each core's encoded part; the cores saved."""
     import dask
 
     parts = Path(job.parts)
     if not parts.is_dir():
         raise FileNotFoundError(f"{parts} is not visible from worker {_host()}: the output folder "
                                 "must be on a filesystem shared with the workers")  # fmt: skip
-    engine = worker_engine(job)
-    codes = np.asarray(job.model.class_codes)
-    with dask.config.set(scheduler="synchronous"), contextlib.closing(
-        open_source(job.image, job.valid_mask)
-    ) as source:  # fmt: skip
-        reads = [engine.read_tile(source, t) for t in group]
-        results = engine.predict_batch(group, reads, skip_invalid=True)
-    for res in results:
-        arrays = encode(res.proba, res.invalid, codes)
-        save_part(parts, res.tile.core, {k: arrays[k] for k in job.kinds})
-    return [t.index for t in group]
+    state = worker_state(job)
+    with dask.config.set(scheduler="synchronous"):  # a lazy input is read in this task
+        encoded = job.work.compute(state, group)
+    for core, arrays in encoded:
+        save_part(parts, core, {k: arrays[k] for k in job.kinds})
+    return [core for core, _ in encoded]
 
 
 @contextlib.contextmanager
@@ -228,10 +245,9 @@ def connect(scheduler: Any, workers: int | None) -> Iterator[Any]:
 
 
 def run_on_cluster(
-    client: Any, job: TileJob, tiles: Sequence[Tile], writer: MapWriter, batch_size: int,
-    progress: bool,
-) -> None:  # fmt: skip
-    """Map ``tiles`` with the workers of ``client``, assembling their parts with ``writer``."""
+    client: Any, job: TileJob, groups: Sequence[list[Any]], writer: MapWriter, progress: bool
+) -> None:
+    """Run one task per group with the workers of ``client``, assembling parts with ``writer``."""
     from distributed import as_completed
 
     log.info("waiting for a dask worker (a batch-system cluster may still be queued)")
@@ -242,26 +258,26 @@ def run_on_cluster(
     Path(job.parts).mkdir(exist_ok=True)
     _check_shared_folder(client, Path(job.parts))
     shared = client.scatter(job, broadcast=True, hash=False)
-    by_index = {t.index: t for t in tiles}
-    queue = iter(batches(list(tiles), batch_size))
+    queue = iter(groups)
     running = as_completed()
     window = _Window(client)
 
     def top_up() -> None:  # keep a few tasks per worker thread in flight, no more
         while running.count() < window.size() and (group := next(queue, None)) is not None:
-            running.add(client.submit(map_tiles, shared, group, pure=False))
+            running.add(client.submit(run_task, shared, group, pure=False))
 
     top_up()
-    bar = tqdm(total=len(tiles), desc="inference", unit="tile", disable=None if progress else True)
+    total = sum(len(g) for g in groups)
+    bar = tqdm(total=total, desc="map tasks", unit="unit", disable=None if progress else True)
     with bar:
         for future in running:
-            indices = future.result()
+            cores = future.result()
             future.release()
             top_up()
-            for i in indices:
-                if not writer.take_part(by_index[i].core):
-                    raise RuntimeError(f"tile {i}: its part vanished from {job.parts}")
-            bar.update(len(indices))
+            for core in cores:
+                if not writer.take_part(core):
+                    raise RuntimeError(f"{core}: its part vanished from {job.parts}")
+            bar.update(len(cores))
 
 
 class _Window:

@@ -32,6 +32,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,6 +41,7 @@ import xarray as xr
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
 from iota2_spot_s2.inference.engine import Engine, TileResult
+from iota2_spot_s2.inference.engine_work import engine_work
 from iota2_spot_s2.inference.predict import (
     MapOutputs,
     _check_bands,
@@ -48,6 +50,7 @@ from iota2_spot_s2.inference.predict import (
     _human_tags,
     _outputs,
     _write_qml,
+    write_tiles,
 )
 from iota2_spot_s2.inference.sources import (
     ArraySource,
@@ -246,6 +249,8 @@ def predict_early_fusion_map(
     channels_last: bool = True,
     valid_mask: MaskLike | None = None,
     progress: bool = True,
+    scheduler: Any = None,
+    workers: int | None = None,
 ) -> MapOutputs:
     """Map a SPOT scene with its S2 series into the outputs of :func:`predict_map`.
 
@@ -266,19 +271,26 @@ def predict_early_fusion_map(
         channels_last: channels-last memory format.
         valid_mask: Optional bool ``(H, W)``, False = nodata in the outputs.
         progress: Show a tqdm bar over tiles.
+        scheduler: ``None`` (one process), ``"local"``, a scheduler address or file, a
+            ``distributed.Client`` or cluster object: tile tasks as for
+            :func:`~iota2_spot_s2.inference.predict_map` (the S2 series is sent to the
+            workers once, lazily when it is lazy); the maps are the same.
+        workers: Worker processes of a local cluster (alone it means ``"local"``).
 
     Raises:
         InputError: Unreadable inputs, grids that do not pair, wrong band or date counts.
     """
     out, codes = Path(out_dir), [int(c) for c in np.asarray(model.class_codes).tolist()]
     _check_codes(codes, nomenclature)
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     with contextlib.closing(open_source(spot, valid_mask)) as source:
         grid = source_grid(source)
         geometry = _geometry(model, grid, s2_series)
         cropped: xr.DataArray | np.ndarray | None = None
         if s2_series is not None:
             cropped, geometry = crop_to_spot(s2_series, geometry, grid.shape)
-        stack = _stack(model, cropped)
+        stack = _loaded_if_small(_stack(model, cropped))
         engine = PairedEngine(
             model,
             stack,
@@ -301,15 +313,33 @@ def predict_early_fusion_map(
             tags["S2_INPUT"] = "none (missing-S2 embedding)" if stack is None else "10 m windows"
             tiles = engine.plan(source.height, source.width, tile)
             writer = MapWriter(pending, grid, codes, nomenclature, tags, n_tiles=len(tiles))
+            options = dict(s2=stack, geometry=geometry, margin=engine.margin,
+                           batch_size=batch_size, autocast_bf16=autocast_bf16,
+                           channels_last=channels_last)  # fmt: skip
             with engine, writer.session():
                 start = time.perf_counter()
-                todo = [t for t in tiles if (t.core.row, t.core.col) not in writer.done]
-                for res in engine.iter_results(source, todo, progress=progress):
-                    writer.write(res.tile.core, res.proba, res.invalid)
+                skipped = write_tiles(
+                    engine, source, writer, tiles, progress=progress, scheduler=scheduler,
+                    workers=workers, work=lambda: engine_work(model, spot, valid_mask,
+                                                              PairedEngine, options),
+                )  # fmt: skip
                 seconds = writer.seconds_before + time.perf_counter() - start
                 speed = source.height * source.width / max(seconds, 1e-9)
                 writer.set_timing(seconds, speed)
-    return _outputs(specs, _write_qml(nomenclature, qml_path), seconds, speed, False)
+    return _outputs(specs, _write_qml(nomenclature, qml_path), seconds, speed, False, skipped)
+
+
+def _loaded_if_small(
+    stack: xr.DataArray | np.ndarray | None,
+) -> xr.DataArray | np.ndarray | None:
+    """The prepared series, computed once here when small.
+
+    This process's engine and every dask worker then use these values instead of each
+    gap-filling the whole series again.
+    """
+    if isinstance(stack, xr.DataArray) and stack.size * 4 <= S2_IN_MEMORY_BYTES:
+        return stack.astype(np.float32).load()
+    return stack
 
 
 def _geometry(model: LoadedEarlyFusion, grid: Grid, s2_series: xr.DataArray | None) -> PairGeometry:

@@ -25,8 +25,9 @@ import xarray as xr
 
 import iota2_spot_s2
 from iota2_spot_s2.errors import InputError
-from iota2_spot_s2.inference.distributed import TileJob, connect, make_job, run_on_cluster
+from iota2_spot_s2.inference.distributed import write_units
 from iota2_spot_s2.inference.engine import Engine, ModelLike
+from iota2_spot_s2.inference.engine_work import EngineWork, engine_work
 from iota2_spot_s2.inference.sources import (
     ArraySource,
     MaskLike,
@@ -36,7 +37,7 @@ from iota2_spot_s2.inference.sources import (
     source_grid,
     source_identity,
 )
-from iota2_spot_s2.inference.tiling import Tile
+from iota2_spot_s2.inference.tiling import Tile, batches
 from iota2_spot_s2.inference.writers import (
     FINGERPRINT_TAG,
     MapWriter,
@@ -164,14 +165,14 @@ def predict_map(
             writer = MapWriter(pending, grid, codes, nomenclature, tags, n_tiles=len(tiles))
             with writer.session():
                 start = time.perf_counter()
-                todo = [t for t in tiles if (t.core.row, t.core.col) not in writer.done]
-                skipped = len(tiles) - len(todo)
+                skipped = write_tiles(
+                    engine, source, writer, tiles, progress=progress, scheduler=scheduler,
+                    workers=workers, work=lambda: engine_work(model, image, valid_mask, Engine,
+                                                              options),
+                )  # fmt: skip
                 if skipped:
-                    log.info("%s: resuming, %d of %d tiles already written", prefix, skipped,
+                    log.info("%s: resumed, %d of %d tiles already written", prefix, skipped,
                              len(tiles))  # fmt: skip
-                run = _Run(engine, source, writer, progress, scheduler, workers)
-                skipped += run.compute(todo, lambda: make_job(model, image, valid_mask, writer,
-                                                              options))  # fmt: skip
                 seconds = writer.seconds_before + time.perf_counter() - start
                 speed = source.height * source.width / max(seconds, 1e-9)
                 writer.set_timing(seconds, speed)
@@ -179,34 +180,43 @@ def predict_map(
     return _outputs(specs, qml, seconds, speed, resumed=False, resumed_tiles=skipped)
 
 
-@dataclass
-class _Run:
-    """The compute of one pass: the plain loop, or tile tasks on a dask cluster."""
+def write_tiles(
+    engine: Engine,
+    source: WindowSource,
+    writer: MapWriter,
+    tiles: list[Tile],
+    *,
+    progress: bool,
+    scheduler: Any,
+    workers: int | None,
+    work: Callable[[], EngineWork],
+) -> int:
+    """Write every tile not yet done, in this process or as tile tasks on a dask cluster.
 
-    engine: Engine
-    source: WindowSource
-    writer: MapWriter
-    progress: bool
-    scheduler: Any
-    workers: int | None
+    Args:
+        engine: The engine of the single-process loop (its batches are the tasks' groups).
+        source: The input's window reader (single process).
+        writer: The open writer.
+        tiles: Every tile of the scene.
+        progress: Show a progress bar.
+        scheduler: See :func:`predict_map`.
+        workers: See :func:`predict_map`.
+        work: Makes the workers' :class:`~iota2_spot_s2.inference.engine_work.EngineWork`.
 
-    def compute(self, todo: list[Tile], job: Callable[[], TileJob]) -> int:
-        """Write every tile of ``todo``, in this process or as tasks on a dask cluster.
+    Returns:
+        The tiles not computed (journaled, or taken from parts a killed distributed run left).
 
-        Returns:
-            The tiles taken from parts a killed distributed run left (not computed again).
+    """
 
-        """
-        before = len(todo)
-        todo = [t for t in todo if not self.writer.take_part(t.core)]  # a killed run's parts
-        if self.scheduler is None and self.workers is None:
-            for res in self.engine.iter_results(self.source, todo, progress=self.progress):
-                self.writer.write(res.tile.core, res.proba, res.invalid)
-        elif todo:
-            with connect(self.scheduler, self.workers) as client:
-                run_on_cluster(client, job(), todo, self.writer, self.engine.batch_size,
-                               self.progress)  # fmt: skip
-        return before - len(todo)
+    def local(todo: list[Tile]) -> None:
+        for res in engine.iter_results(source, todo, progress=progress):
+            writer.write(res.tile.core, res.proba, res.invalid)
+
+    return write_units(
+        writer, tiles, core_of=lambda t: t.core, local=local, work=work,
+        groups=lambda todo: list(batches(todo, engine.batch_size)), scheduler=scheduler,
+        workers=workers, progress=progress,
+    )  # fmt: skip
 
 
 def _outputs(

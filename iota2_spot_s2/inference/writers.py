@@ -74,7 +74,7 @@ class OutputFile:
     path: Path
     count: int
     dtype: str
-    nodata: int
+    nodata: int | float | None
 
 
 def class_dtype(codes: Sequence[int]) -> str:
@@ -168,6 +168,8 @@ class MapWriter:
         tags: Dataset tags written in every file (includes the fingerprint, which names the
             partial files and the journal).
         n_tiles: Tiles of the whole pass, to space the journal checkpoints (~5 % of them).
+        keep_on_failure: Keep the partial files, journal and parts when the session fails after
+            its first journal entry, to resume (default); False removes everything.
 
     Attributes:
         done: ``(row, col)`` of the tile cores already written by an interrupted earlier pass
@@ -184,8 +186,10 @@ class MapWriter:
         nomenclature: Nomenclature | None,
         tags: dict[str, str],
         n_tiles: int = 0,
+        keep_on_failure: bool = True,
     ) -> None:
         self.specs = list(specs)
+        self.keep_on_failure = keep_on_failure
         self.grid = grid
         self.codes = np.asarray(codes)
         self.nomenclature = nomenclature
@@ -234,6 +238,8 @@ class MapWriter:
         finished = False
         try:
             if not self._resume():
+                for folder in sorted({spec.path.parent for spec in self.specs}):
+                    folder.mkdir(parents=True, exist_ok=True)  # outputs may name other folders
                 self._remove_stale()
                 check_room(self.specs, self.grid)
                 for spec in self.specs:
@@ -247,7 +253,7 @@ class MapWriter:
             finished = True
         finally:
             self._close()
-            if finished or not self.done:  # nothing worth resuming from
+            if finished or not self.done or not self.keep_on_failure:  # nothing to resume
                 for _, tmp, _ in self._open.values():
                     tmp.unlink(missing_ok=True)
                 self.journal.unlink(missing_ok=True)
@@ -340,18 +346,22 @@ class MapWriter:
         dst = open_tiled_gtiff(tmp, self.grid, spec.count, spec.dtype, nodata=spec.nodata)
         try:
             dst.update_tags(**self.tags)
-            if spec.kind == "classes" and self.nomenclature is not None:
-                dst.write_colormap(1, self.nomenclature.color_table())
-            if spec.kind == "proba":
-                self._describe_bands(dst)
-            if spec.kind == "confidence":
-                dst.set_band_description(1, "confidence (100 x max probability)")
-            if spec.kind == "classes":
-                dst.set_band_description(1, "class code")
+            self._describe(dst, spec)
         except Exception:
             dst.close()
             raise
         return dst
+
+    def _describe(self, dst: rasterio.io.DatasetWriter, spec: OutputFile) -> None:
+        """Colour table and band descriptions of one output (a subclass may describe others)."""
+        if spec.kind == "classes" and self.nomenclature is not None:
+            dst.write_colormap(1, self.nomenclature.color_table())
+        if spec.kind == "proba":
+            self._describe_bands(dst)
+        if spec.kind == "confidence":
+            dst.set_band_description(1, "confidence (100 x max probability)")
+        if spec.kind == "classes":
+            dst.set_band_description(1, "class code")
 
     def _describe_bands(self, dst: rasterio.io.DatasetWriter) -> None:
         nom = self.nomenclature

@@ -196,7 +196,7 @@ def _model(
 ) -> tuple[Path, Path | None]:
     """The checkpoint to map with: the configured one, or one trained on this tile and seed."""
     from iota2_spot_s2.devices import resolve_cfg_device
-    from iota2_spot_s2.pipeline.stages import prepare_reference
+    from iota2_spot_s2.pipeline.prepared import prepare_reference
     from iota2_spot_s2.training import checkpoint_fingerprint as fp
     from iota2_spot_s2.training import train
 

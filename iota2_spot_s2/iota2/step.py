@@ -34,7 +34,6 @@ otherwise the old checkpoint is moved aside and the FCN trained again, and a pre
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 import os
@@ -48,6 +47,7 @@ from tqdm import tqdm
 
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.iota2.classify import SpotClassification, TileJob, classify_tile
+from iota2_spot_s2.iota2.imports import first_class, package_missing
 from iota2_spot_s2.iota2.names import SPOT_SUFFIX, classif_names
 from iota2_spot_s2.settings import RunConfig, load_config
 
@@ -61,35 +61,21 @@ RESOURCES_BLOCK = "spot_fcn_classification"
 TASK_GROUP = "tile_tasks"
 
 
-def _absent(module: str, exc: ModuleNotFoundError) -> bool:
-    """True when ``exc`` says ``module`` (or a package above it) is not installed."""
-    return bool(exc.name) and (module == exc.name or module.startswith(f"{exc.name}."))
-
-
 def find_iota2_step() -> tuple[type | None, str | None]:
     """iota2's ``Step`` base class, and what went wrong when iota2 is there but broken.
 
     Returns:
         ``(Step, None)`` when a generation's module imports; ``(None, None)`` when iota2 is not
-        installed; ``(None, problem)`` when an iota2 step module exists but fails to import
-        (e.g. a missing ``osgeo``) or has no ``Step``.
+        installed (a missing module is this module or a package above it); ``(None, problem)``
+        when an iota2 step module exists but fails to import (e.g. a missing ``osgeo``) or has
+        no ``Step``.
 
     """
-    problems = []
-    for module in IOTA2_STEP_MODULES:
-        try:
-            base = getattr(importlib.import_module(module), "Step", None)
-        except ModuleNotFoundError as exc:
-            if not _absent(module, exc):
-                problems.append(f"{module}: {type(exc).__name__}: {exc}")
-            continue
-        except Exception as exc:  # noqa: BLE001 - any failure inside iota2 is reported
-            problems.append(f"{module}: {type(exc).__name__}: {exc}")
-            continue
-        if isinstance(base, type):
-            return base, None
-        problems.append(f"{module}: no class Step")
-    return None, "; ".join(problems) or None
+    candidates = [(module, "Step") for module in IOTA2_STEP_MODULES]
+    base, problems = first_class(
+        candidates, absent=package_missing, say_absent=False, say_no_class=True
+    )
+    return base, "; ".join(problems) or None
 
 
 def iota2_step_base() -> type | None:

@@ -9,11 +9,8 @@
 from iota2_spot_s2.pipeline.chain import ModelRun, run_chain
 from iota2_spot_s2.pipeline.demo import run_demo
 from iota2_spot_s2.pipeline.evaluate import evaluate_from_files
-from iota2_spot_s2.pipeline.stages import (
-    predict_from_files,
-    prepare_reference,
-    train_from_files,
-)
+from iota2_spot_s2.pipeline.prepared import prepare_reference
+from iota2_spot_s2.pipeline.stages import predict_from_files, train_from_files
 
 __all__ = [
     "ModelRun",

@@ -16,7 +16,7 @@ Output tree under ``chain.output_path``::
     spot_s2/comparison.{json,md,png}                one row per tile and strategy
 
 Every strategy is scored on the same test blocks of the SPOT grid (see
-:func:`~iota2_spot_s2.pipeline.stages.prepare_reference`).
+:func:`~iota2_spot_s2.pipeline.prepared.prepare_reference`).
 
 Every step is skipped or resumed when its output is already complete, so a killed run restarts
 where it stopped.
@@ -35,8 +35,9 @@ from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.evaluation.map_scoring import present_codes, score_map
 from iota2_spot_s2.io import atomic_output
 from iota2_spot_s2.nomenclature import Nomenclature
+from iota2_spot_s2.pipeline.prepared import prepare_reference
 from iota2_spot_s2.pipeline.report import comparison_markdown, plot_comparison, plot_maps
-from iota2_spot_s2.pipeline.stages import image_grid, load_nomenclature, prepare_reference
+from iota2_spot_s2.pipeline.stages import image_grid, load_nomenclature
 from iota2_spot_s2.pipeline.strategies import (
     StrategyOutput,
     TileContext,

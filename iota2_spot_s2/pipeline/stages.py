@@ -6,7 +6,6 @@ never a config object.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +20,6 @@ from iota2_spot_s2.nomenclature import Nomenclature, read_nomenclature
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2"}
 SUBSETS = {"train": 1, "validation": 2, "test": 3}
-
-
-@dataclass(frozen=True)
-class PreparedReference:
-    """Labels and split on an image's grid, and where they were written."""
-
-    grid: Grid
-    labels: np.ndarray
-    split: np.ndarray
-    labels_path: Path
-    split_path: Path
-    report: dict[str, Any]
-    s2_grid: Grid | None = None
-    s2_labels: np.ndarray | None = None
-    s2_split: np.ndarray | None = None
-    provenance: dict[str, Any] | None = None
 
 
 def image_grid(image: xr.DataArray) -> Grid:
@@ -121,83 +104,6 @@ def read_label_raster(
     return labels, report
 
 
-def prepare_reference(
-    image: xr.DataArray,
-    reference: Path,
-    field: str,
-    out_dir: Path,
-    *,
-    block_m: float,
-    seed: int,
-    mapping: Path | None = None,
-    nomenclature: Nomenclature | None = None,
-    s2_grid: Grid | None = None,
-    layer: str | None = None,
-    holdout: np.ndarray | None = None,
-    ignore_label: int | None = None,
-) -> PreparedReference:
-    """Rasterize the reference on the image grid, split it 64/16/20 by blocks, write both.
-
-    ``holdout`` (bool, on the grid the blocks are drawn on) forces pixels into the test subset,
-    whatever their block: e.g. iota2's validation polygons, so that no model trained here sees
-    the pixels iota2 validates on.
-
-    With ``s2_grid`` the blocks are drawn on the Sentinel-2 grid (labels rasterized there too)
-    and carried onto the image grid by nearest neighbour: every SPOT pixel takes the subset of
-    the 10 m pixel holding its centre, so no 10 m pixel straddles two subsets and the SPOT,
-    Sentinel-2 and fused strategies are all scored on the same test blocks.
-
-    The result's ``provenance`` (reference, field, layer, mapping table, ignored label, block
-    size, split seed and grid, held-out pixels) goes into the fingerprint of the models trained
-    on it (:mod:`iota2_spot_s2.training.checkpoint_fingerprint`).
-    """
-    from iota2_spot_s2.reference import TEST, split_blocks, split_summary
-
-    grid = image_grid(image)
-    labels, report = read_labels(
-        reference, grid, field, mapping=mapping, nomenclature=nomenclature, layer=layer,
-        ignore_label=ignore_label,
-    )  # fmt: skip
-    refuse_unlabelled(labels, reference, field)
-    invalid = np.asarray(image.isnull().any("band"))
-    labels = np.where(invalid, 0, labels).astype(np.uint16)
-    split_grid = s2_grid or grid
-    block = max(4, int(round(block_m / split_grid.res[0])))
-    s2_labels = s2_split = None
-    if s2_grid is None:
-        split = _hold_out(split_blocks(labels, block_size=block, seed=seed), labels, holdout, TEST)
-    else:
-        s2_labels, _ = read_labels(
-            reference, s2_grid, field, mapping=mapping, nomenclature=nomenclature, layer=layer
-        )
-        s2_split = split_blocks(s2_labels, block_size=block, seed=seed)
-        whole_blocks = spread_over_blocks(s2_split, block)
-        s2_split = _hold_out(s2_split, s2_labels, holdout, TEST)
-        whole_blocks = _hold_out(whole_blocks, None, holdout, TEST)
-        split = np.where(labels > 0, warp_nearest(whole_blocks, s2_grid, grid), 0).astype(np.uint8)
-        write_band(out_dir / "s2_labels.tif", s2_labels, s2_grid, nomenclature=nomenclature)
-        write_band(out_dir / "s2_split.tif", s2_split.astype(np.uint8), s2_grid)
-    report = {
-        "rasterize": report,
-        "split": _as_dict(split_summary(labels, split)),
-        "block_size_px": block,
-        "split_grid": "sentinel2" if s2_grid is not None else "image",
-    }
-    labels_path = write_band(out_dir / "labels.tif", labels, grid, nomenclature=nomenclature)
-    split_path = write_band(out_dir / "split.tif", split.astype(np.uint8), grid)
-    provenance = {
-        "reference": str(reference), "field": field, "layer": layer,
-        "mapping": None if mapping is None else str(mapping), "ignore_label": ignore_label,
-        "block_m": float(block_m), "block_px": block, "split_seed": int(seed),
-        "split_grid": report["split_grid"],
-        "holdout_pixels": None if holdout is None else int(np.count_nonzero(holdout)),
-    }  # fmt: skip
-    return PreparedReference(
-        grid, labels, split, labels_path, split_path, report, s2_grid, s2_labels, s2_split,
-        provenance,
-    )  # fmt: skip
-
-
 def refuse_unlabelled(labels: np.ndarray, reference: Path, field: str) -> None:
     """Refuse labels without one labelled pixel, naming the reference (not "labels").
 
@@ -205,47 +111,14 @@ def refuse_unlabelled(labels: np.ndarray, reference: Path, field: str) -> None:
         InputError: An empty layer, a field that is 0 everywhere, or nothing over the image.
     """
     if not np.any(labels):
-        where = "" if reference.suffix.lower() in RASTER_SUFFIXES else f" (field '{field}')"
-        raise InputError(reference, f"no labelled pixel on the image's grid{where}: an empty "
-                         "layer, only no-data codes, or no polygon over the image")  # fmt: skip
+        raise unlabelled_error(reference, field)
 
 
-def _hold_out(
-    split: np.ndarray, labels: np.ndarray | None, holdout: np.ndarray | None, test: int
-) -> np.ndarray:
-    """``split`` with the ``holdout`` pixels moved to the test subset (labelled ones only)."""
-    if holdout is None:
-        return split
-    if holdout.shape != split.shape:
-        raise ValueError(f"holdout {holdout.shape} is not on the split grid {split.shape}")
-    forced = holdout if labels is None else holdout & (labels > 0)
-    return np.where(forced, test, np.where(holdout, 0, split)).astype(split.dtype)
-
-
-def spread_over_blocks(split: np.ndarray, block: int) -> np.ndarray:
-    """Give every pixel of a block its block's subset, labelled or not.
-
-    Carried to the finer SPOT grid, this keeps the labelled SPOT pixels that fall in a 10 m
-    pixel whose centre is unlabelled (polygon edges, small buildings).
-    """
-    from iota2_spot_s2.reference import block_ids
-
-    ids = block_ids(split.shape, block)
-    subset = np.zeros(int(ids.max()) + 1, np.uint8)
-    np.maximum.at(subset, ids.ravel(), split.ravel().astype(np.uint8))
-    return subset[ids]
-
-
-def warp_nearest(array: np.ndarray, src: Grid, dst: Grid) -> np.ndarray:
-    """Carry a categorical band from one grid onto another (GDAL nearest neighbour)."""
-    from rasterio.warp import Resampling, reproject
-
-    out = np.zeros(dst.shape, dtype=array.dtype)
-    reproject(
-        array, out, src_transform=src.transform, src_crs=src.crs, dst_transform=dst.transform,
-        dst_crs=dst.crs, resampling=Resampling.nearest, src_nodata=None, dst_nodata=0,
-    )  # fmt: skip
-    return out
+def unlabelled_error(reference: Path, field: str) -> InputError:
+    """The error of a reference that labels no pixel of the image, naming it."""
+    where = "" if reference.suffix.lower() in RASTER_SUFFIXES else f" (field '{field}')"
+    return InputError(reference, f"no labelled pixel on the image's grid{where}: an empty "
+                      "layer, only no-data codes, or no polygon over the image")  # fmt: skip
 
 
 def write_band(
@@ -326,6 +199,7 @@ def train_from_files(
             if train_kwargs.get("resume", True) and checkpoint.exists():
                 current = fp.data_fingerprint(prepared.labels, prepared.split, prepared.provenance)
                 fp.refuse_other_data(checkpoint, fp.stored_fingerprint(checkpoint), current)
+        prepared = prepared.moved_to(reference_dir(checkpoint))
         with fp.provenance_of_training_data(prepared.provenance):
             return train(
                 data, prepared.labels, prepared.split, model_name=model_name, epochs=epochs,

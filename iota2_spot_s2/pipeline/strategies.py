@@ -10,6 +10,10 @@ Strategies (``spot_s2_fusion.strategies``):
   ``s2_classifier`` map (rules of :mod:`iota2_spot_s2.fusion`), masses and weights from each
   source's validation confusion matrix.
 
+Every map (SPOT, S2, early, the S2 map warped onto the SPOT grid, late fusion) is produced with
+the cfg's ``spot_s2_fusion.scheduler`` / ``workers``: one process by default, else tile or window
+tasks on a dask cluster (:mod:`iota2_spot_s2.inference.distributed`), with the same maps.
+
 Every runner skips work whose output already exists (checkpoints, saved classifiers, COGs), so
 a killed chain resumes. A checkpoint or saved classifier is reused only when its
 ``data_fingerprint`` names the tile's current labels and split: one trained on other labels or
@@ -32,7 +36,7 @@ import xarray as xr
 
 from iota2_spot_s2.grid import Grid
 from iota2_spot_s2.nomenclature import Nomenclature
-from iota2_spot_s2.pipeline.stages import PreparedReference
+from iota2_spot_s2.pipeline.prepared import PreparedReference
 from iota2_spot_s2.settings import PluginSettings
 
 
@@ -129,7 +133,8 @@ def run_s2(ctx: TileContext, kind: str) -> StrategyOutput:
         save_classifier(clf, path)
     train_seconds = time.perf_counter() - tic
     tic = time.perf_counter()
-    maps = write_s2_maps(clf, ctx.s2, ctx.tile_dir / "maps_s2", nomenclature=ctx.nomenclature)
+    maps = write_s2_maps(clf, ctx.s2, ctx.tile_dir / "maps_s2", nomenclature=ctx.nomenclature,
+                         scheduler=ctx.plugin.scheduler, workers=ctx.plugin.workers)  # fmt: skip
     speed = ctx.s2.sizes["y"] * ctx.s2.sizes["x"] / max(time.perf_counter() - tic, 1e-9)
     on_spot = _fuse(ctx, [maps["proba"]], "mean", f"s2_{kind}_on_spot_grid", confusions=None)
     return StrategyOutput(f"s2-{kind}", on_spot["classes"], maps["proba"], train_seconds, 0, speed)
@@ -152,7 +157,7 @@ def run_early(ctx: TileContext) -> StrategyOutput:
     outputs = predict_early_fusion_map(
         load_early_fusion(result.checkpoint_path), ctx.spot, ctx.s2, ctx.tile_dir / "maps",
         tile=ctx.plugin.tile_size, write_proba=True, nomenclature=ctx.nomenclature,
-        prefix="early_fusion",
+        prefix="early_fusion", scheduler=ctx.plugin.scheduler, workers=ctx.plugin.workers,
     )  # fmt: skip
     return StrategyOutput(
         "early", outputs.class_map, outputs.proba, result.train_seconds, result.best_epoch,
@@ -191,7 +196,8 @@ def run_late(
     probas = [s.proba for s in sources]
     assert all(p is not None for p in probas)
     fused = _fuse(ctx, [p for p in probas if p is not None], rule, f"late_{rule}", confusions)
-    speed = ctx.prepared.labels.size / max(time.perf_counter() - tic, 1e-9)
+    pixels = ctx.prepared.grid.width * ctx.prepared.grid.height
+    speed = pixels / max(time.perf_counter() - tic, 1e-9)
     return StrategyOutput(f"late-{rule}", fused["classes"], fused.get("proba"), 0.0, 0, speed)
 
 
@@ -204,6 +210,6 @@ def _fuse(
     fused = fuse_rasters(
         probas, ctx.tile_dir / "maps_fused", codes=ctx.codes, rule=rule, grid=grid,
         confusions=confusions, mob=ctx.plugin.mob, prefix=prefix,
-        nomenclature=ctx.nomenclature,
+        nomenclature=ctx.nomenclature, scheduler=ctx.plugin.scheduler, workers=ctx.plugin.workers,
     )  # fmt: skip
     return dict(fused.paths)

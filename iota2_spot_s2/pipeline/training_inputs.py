@@ -2,7 +2,7 @@
 
 Three ways to say which pixels train, select and test a model (one at a time):
 
-- the 64/16/20 block split of :func:`~iota2_spot_s2.pipeline.stages.prepare_reference`
+- the 64/16/20 block split of :func:`~iota2_spot_s2.pipeline.prepared.prepare_reference`
   (``block_m`` blocks, seeded);
 - a **split raster** on the image grid (1 train, 2 validation, 3 test, 0 unused), e.g. whole
   areas held out by the user;
@@ -10,7 +10,7 @@ Three ways to say which pixels train, select and test a model (one at a time):
   the validation subset, every other labelled pixel trains (nothing is tested here).
 
 Either way the labels and the split are written as ``labels.tif`` / ``split.tif`` in
-``out_dir`` and returned as a :class:`~iota2_spot_s2.pipeline.stages.PreparedReference` whose
+``out_dir`` and returned as a :class:`~iota2_spot_s2.pipeline.prepared.PreparedReference` whose
 ``provenance`` (reference, field, ignored label, and the block size and seed, the split raster
 or the validation reference) the trained checkpoint's fingerprint records
 (:mod:`iota2_spot_s2.training.checkpoint_fingerprint`).
@@ -30,14 +30,8 @@ import xarray as xr
 
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
-from iota2_spot_s2.pipeline.stages import (
-    PreparedReference,
-    check_on_grid,
-    image_grid,
-    prepare_reference,
-    read_labels,
-    write_band,
-)
+from iota2_spot_s2.pipeline.prepared import PreparedReference, prepare_reference
+from iota2_spot_s2.pipeline.stages import check_on_grid, image_grid, read_labels, write_band
 from iota2_spot_s2.reference import TRAIN, VAL, split_summary
 
 
@@ -86,9 +80,7 @@ def prepare_training_reference(
                "split_source": str(source)}  # fmt: skip
     provenance = {"reference": str(reference), "field": field, "ignore_label": ignore_label,
                   "split": split, "val_reference": val_reference}  # fmt: skip
-    return PreparedReference(
-        grid, labels, subsets, labels_path, split_path, summary, provenance=provenance
-    )
+    return PreparedReference(grid, labels_path, split_path, summary, provenance=provenance)
 
 
 def _read_split(path: Path, grid: Grid) -> np.ndarray:

@@ -202,30 +202,70 @@ def split_blocks(
 
     """
     labels = np.asarray(labels)
-    if block_size < 1:
-        raise ValueError("block_size must be >= 1")
-    # one strip of block rows at a time: no int64 copy of the scene (same counts, same split)
-    strips = range(0, labels.shape[0], block_size)
-    codes = np.unique(np.concatenate([np.unique(labels[y : y + block_size]) for y in strips]))
-    codes = codes[codes != 0]
-    n_cols = -(-labels.shape[1] // block_size)
-    n_groups = max(1, -(-labels.shape[0] // block_size) * n_cols)
-    k = max(len(codes), 1)
-    hist = np.zeros(n_groups * k, dtype=np.int64)
-    cols = np.arange(labels.shape[1]) // block_size
+    counts = BlockCounts(labels.shape, block_size)
+    strips = range(0, labels.shape[0], block_size)  # no int64 copy of the scene
     for y in strips:
-        strip = labels[y : y + block_size]
-        valid = strip != 0
-        groups = (y // block_size) * n_cols + np.broadcast_to(cols, strip.shape)[valid]
-        cls = np.searchsorted(codes, strip[valid])
-        hist += np.bincount(groups * k + cls, minlength=n_groups * k)
-    subset = assign_groups(hist.reshape(n_groups, k), seed=seed, fractions=fractions)
+        counts.add(labels[y : y + block_size], y, 0)
+    subsets = counts.assign(seed=seed, fractions=fractions)
     split = np.zeros(labels.shape, dtype=np.uint8)
     for y in strips:
-        strip = labels[y : y + block_size]
-        row = subset[(y // block_size) * n_cols + cols]
-        split[y : y + block_size] = np.where(strip != 0, row[None, :], 0)
+        split[y : y + block_size] = counts.split_window(subsets, labels[y : y + block_size], y, 0)
     return split
+
+
+class BlockCounts:
+    """Per-block, per-class pixel counts of a label raster, added window by window.
+
+    What :func:`split_blocks` assigns, gathered from windows of any size and order (e.g. read
+    from a file), so that a scene is split without holding it: ``add`` every window, ``assign``
+    the blocks once, then ``split_window`` gives each window's split. Same counts, same seed:
+    the same split as :func:`split_blocks` on the whole array.
+    """
+
+    def __init__(self, shape: tuple[int, int], block_size: int) -> None:
+        if block_size < 1:
+            raise ValueError("block_size must be >= 1")
+        self.block = int(block_size)
+        self.n_cols = -(-int(shape[1]) // self.block)
+        self.n_groups = max(1, -(-int(shape[0]) // self.block) * self.n_cols)
+        self._counts: dict[int, np.ndarray] = {}
+
+    def group_ids(self, row: int, col: int, height: int, width: int) -> np.ndarray:
+        """Block number of each pixel of a window (row-major blocks from the raster's corner)."""
+        rows = (np.arange(row, row + height) // self.block)[:, None]
+        cols = (np.arange(col, col + width) // self.block)[None, :]
+        return rows * self.n_cols + cols
+
+    def add(self, labels: np.ndarray, row: int, col: int) -> None:
+        """Count the labelled pixels of the window whose top-left pixel is ``(row, col)``."""
+        valid = labels != 0
+        if not valid.any():
+            return
+        groups = self.group_ids(row, col, *labels.shape)[valid]
+        values = labels[valid]
+        for code in np.unique(values):
+            counts = self._counts.setdefault(int(code), np.zeros(self.n_groups, np.int64))
+            counts += np.bincount(groups[values == code], minlength=self.n_groups)
+
+    def histogram(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted codes and the ``(n_blocks, max(1, n_codes))`` pixel counts."""
+        codes = np.array(sorted(self._counts), dtype=np.int64)
+        if codes.size == 0:
+            return codes, np.zeros((self.n_groups, 1), np.int64)
+        return codes, np.stack([self._counts[int(c)] for c in codes], axis=1)
+
+    def assign(
+        self, *, seed: int, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
+    ) -> np.ndarray:
+        """Subset of every block (:func:`assign_groups` on the counts)."""
+        return assign_groups(self.histogram()[1], seed=seed, fractions=fractions)
+
+    def split_window(
+        self, subsets: np.ndarray, labels: np.ndarray, row: int, col: int
+    ) -> np.ndarray:
+        """uint8 split of one window: its block's subset where labelled, else 0."""
+        blocks = subsets[self.group_ids(row, col, *labels.shape)]
+        return np.where(labels != 0, blocks, 0).astype(np.uint8)
 
 
 def split_polygons(
@@ -267,30 +307,46 @@ def split_summary(labels: np.ndarray, split: np.ndarray) -> dict[str, object]:
 
     """
     labels, split = np.asarray(labels), np.asarray(split)
-    per_class: dict[int, np.ndarray] = {}  # code -> unassigned, train, val, test, total
+    counts = SplitCounts()
     for y in range(0, labels.shape[0], _SUMMARY_ROWS):  # strips: no scene-sized temporaries
-        lab, sub = labels[y : y + _SUMMARY_ROWS].ravel(), split[y : y + _SUMMARY_ROWS].ravel()
+        counts.add(labels[y : y + _SUMMARY_ROWS], split[y : y + _SUMMARY_ROWS])
+    return counts.summary()
+
+
+class SplitCounts:
+    """The counts behind :func:`split_summary`, added window by window."""
+
+    def __init__(self) -> None:
+        self.per_class: dict[int, np.ndarray] = {}  # code -> unassigned, train, val, test, total
+
+    def add(self, labels: np.ndarray, split: np.ndarray) -> None:
+        """Count one window of labels and its split."""
+        lab, sub = np.asarray(labels).ravel(), np.asarray(split).ravel()
         labelled = lab != 0
         lab, sub = lab[labelled], sub[labelled]
         for code in np.unique(lab):
             values = sub[lab == code]
-            row = per_class.setdefault(int(code), np.zeros(5, dtype=np.int64))
+            row = self.per_class.setdefault(int(code), np.zeros(5, dtype=np.int64))
             known = values[(values >= 0) & (values <= 3)].astype(np.intp)
             row[:4] += np.bincount(known, minlength=4)
             row[4] += values.size
-    n = sum(int(row[4]) for row in per_class.values())
-    subsets = {}
-    for value, name in SUBSET_NAMES.items():
-        count = sum(int(row[value]) for row in per_class.values())
-        subsets[name] = {"pixels": count, "share": count / n if n else 0.0}
-    classes: dict[str, dict[str, int]] = {}
-    for code in sorted(per_class):
-        row = {name: int(per_class[code][v]) for v, name in SUBSET_NAMES.items()}
-        row["total"] = int(per_class[code][4])
-        classes[str(code)] = row
-    return {
-        "labelled_pixels": n,
-        "unassigned_labelled_pixels": sum(int(row[0]) for row in per_class.values()),
-        "subsets": subsets,
-        "classes": classes,
-    }
+
+    def summary(self) -> dict[str, object]:
+        """The JSON-ready summary (see :func:`split_summary`)."""
+        per_class = self.per_class
+        n = sum(int(row[4]) for row in per_class.values())
+        subsets = {}
+        for value, name in SUBSET_NAMES.items():
+            count = sum(int(row[value]) for row in per_class.values())
+            subsets[name] = {"pixels": count, "share": count / n if n else 0.0}
+        classes: dict[str, dict[str, int]] = {}
+        for code in sorted(per_class):
+            row = {name: int(per_class[code][v]) for v, name in SUBSET_NAMES.items()}
+            row["total"] = int(per_class[code][4])
+            classes[str(code)] = row
+        return {
+            "labelled_pixels": n,
+            "unassigned_labelled_pixels": sum(int(row[0]) for row in per_class.values()),
+            "subsets": subsets,
+            "classes": classes,
+        }

@@ -62,9 +62,18 @@ def labels_split_digest(labels: np.ndarray, split: np.ndarray) -> str:
     dtype = np.dtype("<u4" if wide else "<u2")
     h = hashlib.sha256(f"labels {dtype.str} split |u1 shape {list(labels.shape)}\n".encode())
     for array, kind in ((labels, dtype), (split, np.dtype(np.uint8))):
-        flat = np.ascontiguousarray(array, dtype=kind).reshape(-1)
-        h.update(flat.view(np.uint8))  # the memory buffer, no copy when already of that type
+        for rows in _strips(array):  # row strips in order: the bytes of the whole array
+            flat = np.ascontiguousarray(array[rows], dtype=kind).reshape(-1)
+            h.update(flat.view(np.uint8))  # no copy when already of that type
     return h.hexdigest()
+
+
+def _strips(array: np.ndarray) -> list[slice]:
+    """Row slices of about 4 Mpx (one slice for 0-d/1-d arrays)."""
+    from iota2_spot_s2.training.sampling import row_strips
+
+    strips = list(row_strips(array.shape)) if array.ndim >= 2 else []
+    return strips or [slice(None)]
 
 
 def data_fingerprint(
@@ -72,10 +81,12 @@ def data_fingerprint(
 ) -> dict[str, Any]:
     """The ``data_fingerprint`` record of a checkpoint (module docstring); plain Python only."""
     labels, split = np.asarray(labels), np.asarray(split)
-    labelled = labels > 0
-    subsets = np.asarray(split)[labelled]  # the split of labelled pixels, no wider copy
-    pixels = {"labelled": int(subsets.size)}
-    pixels.update({name: int(np.count_nonzero(subsets == code)) for name, code in _SUBSETS.items()})
+    pixels = dict.fromkeys(["labelled", *_SUBSETS], 0)
+    for rows in _strips(labels):
+        subsets = split[rows][labels[rows] > 0]  # the split of labelled pixels
+        pixels["labelled"] += int(subsets.size)
+        for name, code in _SUBSETS.items():
+            pixels[name] += int(np.count_nonzero(subsets == code))
     return {
         "format": FINGERPRINT_FORMAT,
         "sha256": labels_split_digest(labels, split),

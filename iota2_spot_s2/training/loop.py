@@ -224,9 +224,7 @@ def log_cache(session: Session) -> None:
                     "cache budget of %.0f MiB (training will be slower)", size, budget)  # fmt: skip
 
 
-def finish(
-    session: Session, path: Path, start: float, reason: str, final: bool
-) -> TrainResult:
+def finish(session: Session, path: Path, start: float, reason: str, final: bool) -> TrainResult:
     """Final full validation (once per best round), curve files, and the result."""
     from iota2_spot_s2.training.curves import write_learning_curve
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from iota2_spot_s2.reference import TRAIN
-from iota2_spot_s2.training.sampling import IGNORE_INDEX
+from iota2_spot_s2.training.sampling import IGNORE_INDEX, row_strips
 
 CLASS_WEIGHTINGS = ("median_frequency", "inverse_sqrt", "none")
 WEIGHT_CLIP = (0.1, 10.0)
@@ -33,8 +33,12 @@ WEIGHT_CLIP = (0.1, 10.0)
 
 def train_class_counts(labels: np.ndarray, split: np.ndarray, class_codes: list[int]) -> np.ndarray:
     """Number of labelled TRAIN pixels of each class, in ``class_codes`` order."""
-    train = labels[(split == TRAIN) & (labels > 0)]
-    return np.array([int((train == code).sum()) for code in class_codes], dtype=np.int64)
+    counts = np.zeros(len(class_codes), dtype=np.int64)
+    for rows in row_strips(labels.shape):
+        lab = labels[rows]
+        train = lab[(split[rows] == TRAIN) & (lab > 0)]
+        counts += [int((train == code).sum()) for code in class_codes]
+    return counts
 
 
 def class_weights(counts: np.ndarray, method: str = "median_frequency") -> np.ndarray:

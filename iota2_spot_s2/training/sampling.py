@@ -42,6 +42,16 @@ MAX_IN_MEMORY_BYTES = 1 << 30
 
 #: At most this many candidate crop centres are kept per class (a seeded random subset).
 MAX_CENTRES_PER_CLASS = 1_000_000
+#: Pixels per row strip when scanning labels/split: no scene-sized mask or index copy is built.
+STRIP_PIXELS = 1 << 22
+
+
+def row_strips(shape: tuple[int, ...]) -> Iterator[slice]:
+    """Row slices of about :data:`STRIP_PIXELS` pixels covering a ``(y, x)`` raster."""
+    rows = max(1, STRIP_PIXELS // max(1, int(shape[1])))
+    for y in range(0, int(shape[0]), rows):
+        yield slice(y, min(y + rows, int(shape[0])))
+
 
 #: Share of the machine's available memory a training cache may take (see :func:`cache_budget`).
 CACHE_MEMORY_FRACTION = 0.4
@@ -169,11 +179,13 @@ def band_statistics(source: ImageSource, split: np.ndarray) -> tuple[np.ndarray,
     count = np.zeros(source.shape[0])
     mean = np.zeros(source.shape[0])
     m2 = np.zeros(source.shape[0])
-    train = split == TRAIN
-    cols = np.flatnonzero(train.any(axis=0))
+    any_train = np.zeros(split.shape[1], dtype=bool)
+    for rows in row_strips(split.shape):
+        any_train |= (split[rows] == TRAIN).any(axis=0)
+    cols = np.flatnonzero(any_train)
     x0, x1 = (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 0)
     for y0 in range(0, source.shape[1], 256):
-        mask = train[y0 : y0 + 256, x0:x1]
+        mask = split[y0 : y0 + 256, x0:x1] == TRAIN
         if not mask.any():
             continue  # only rows and columns holding TRAIN pixels are read
         strip = source.read(y0, x0, mask.shape[0], x1 - x0)
@@ -289,20 +301,40 @@ class CropSampler:
         return y0, x0
 
 
+def present_codes(labels: np.ndarray) -> np.ndarray:
+    """Sorted codes present in an integer raster (0 included if present), by row strips."""
+    counts = np.zeros(1, dtype=np.int64)
+    for rows in row_strips(labels.shape):
+        found = np.bincount(labels[rows].ravel())
+        if found.size > counts.size:
+            found[: counts.size] += counts
+            counts = found
+        else:
+            counts[: found.size] += found
+    return np.flatnonzero(counts)
+
+
 def train_centres(
     labels: np.ndarray, split: np.ndarray, lut: np.ndarray, seed: int
 ) -> dict[int, np.ndarray]:
-    """Flat indices of labelled TRAIN pixels per class index (seeded subset if very many)."""
+    """Flat indices of labelled TRAIN pixels per class index (seeded subset if very many).
+
+    Scanned by row strips (no scene-sized mask); the indices of each class are ascending.
+    """
     rng = np.random.default_rng([seed, 7])
-    flat = np.flatnonzero((split == TRAIN) & (labels > 0))
-    classes = lut[labels.ravel()[flat]]
-    order = np.argsort(classes, kind="stable")
-    bounds = np.searchsorted(classes[order], np.arange(int(lut.max()) + 2))
+    width = labels.shape[1]
+    found: dict[int, list[np.ndarray]] = {}
+    for rows in row_strips(labels.shape):
+        lab = labels[rows]
+        flat = np.flatnonzero((split[rows] == TRAIN) & (lab > 0))
+        classes = lut[lab.ravel()[flat]]
+        flat += rows.start * width
+        for k in np.unique(classes[classes >= 0]):
+            found.setdefault(int(k), []).append(flat[classes == k])
     out: dict[int, np.ndarray] = {}
-    for k in range(int(lut.max()) + 1):
-        idx = flat[order[bounds[k] : bounds[k + 1]]]
+    for k in sorted(found):
+        idx = np.concatenate(found[k])
         if idx.size > MAX_CENTRES_PER_CLASS:
             idx = np.sort(rng.choice(idx, MAX_CENTRES_PER_CLASS, replace=False))
-        if idx.size:
-            out[k] = idx
+        out[k] = idx
     return out

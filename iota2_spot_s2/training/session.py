@@ -38,6 +38,7 @@ from iota2_spot_s2.training.sampling import (
     ImageSource,
     band_statistics,
     code_lookup,
+    present_codes,
 )
 from iota2_spot_s2.training.validation import ValidationSet
 
@@ -83,7 +84,7 @@ def _check_inputs(source: ImageSource, labels: np.ndarray, split: np.ndarray) ->
 
 
 def _resolve_codes(labels: np.ndarray, class_codes: list[int] | None) -> list[int]:
-    found = [int(c) for c in np.flatnonzero(np.bincount(labels.ravel())) if c != 0]
+    found = [int(c) for c in present_codes(labels) if c != 0]
     if class_codes is None:
         if not found:
             raise InputError("labels", "no labelled pixel")

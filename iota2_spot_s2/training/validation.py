@@ -50,10 +50,11 @@ class ValidationSet:
     max_pixels: int | None = None
 
     def __post_init__(self) -> None:
-        reference = np.where(self.split == VAL, self.labels, 0)
-        reference[~np.isin(reference, self.class_codes)] = 0
-        self.reference = reference
-        self.origins = val_tile_origins(reference, self.tile)
+        self.origins = [
+            (y0, x0)
+            for y0 in range(0, self.labels.shape[0], self.tile)
+            for x0 in val_tile_origins(self._reference(y0, 0, self.labels.shape[1]), self.tile)
+        ]
         if self.max_tiles is not None and len(self.origins) > self.max_tiles:
             rng = np.random.default_rng([self.seed, 11])
             keep = np.sort(rng.choice(len(self.origins), self.max_tiles, replace=False))
@@ -103,7 +104,13 @@ class ValidationSet:
         return {"mean_f1": float(result.mean_f1), "oa": float(result.overall_accuracy), "cm": cm}
 
     def _ref(self, y0: int, x0: int) -> np.ndarray:
-        return read_window(self.reference, y0, x0, self.tile, self.tile, 0)
+        return self._reference(y0, x0, self.tile)
+
+    def _reference(self, y0: int, x0: int, width: int) -> np.ndarray:
+        """VAL labels of known classes in ``tile`` rows from ``(y0, x0)``, 0 elsewhere."""
+        labels = read_window(self.labels, y0, x0, self.tile, width, 0)
+        inside = read_window(self.split, y0, x0, self.tile, width, 0) == VAL
+        return np.where(inside & np.isin(labels, self.class_codes), labels, 0)
 
     @torch.no_grad()
     def _predict(self, model: nn.Module, origins: list, device: str | torch.device) -> tuple:
@@ -121,15 +128,8 @@ class ValidationSet:
         return produced, np.stack(refs).astype(np.int64)
 
 
-def val_tile_origins(reference: np.ndarray, tile: int) -> list[tuple[int, int]]:
-    """Upper-left corners of the ``tile``-grid cells holding a non-zero reference pixel."""
-    height, width = reference.shape
-    origins = []
-    for y0 in range(0, height, tile):
-        row = reference[y0 : y0 + tile]
-        if not row.any():
-            continue
-        for x0 in range(0, width, tile):
-            if row[:, x0 : x0 + tile].any():
-                origins.append((y0, x0))
-    return origins
+def val_tile_origins(row: np.ndarray, tile: int) -> list[int]:
+    """Columns of the ``tile``-wide cells of a row of tiles holding a non-zero reference pixel."""
+    if not row.any():
+        return []
+    return [x0 for x0 in range(0, row.shape[1], tile) if row[:, x0 : x0 + tile].any()]

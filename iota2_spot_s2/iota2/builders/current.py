@@ -22,10 +22,10 @@ here): its tests use a stand-in of the documented builder API.
 from __future__ import annotations
 
 import functools
-import importlib
 from typing import Any
 
 from iota2_spot_s2.errors import InputError
+from iota2_spot_s2.iota2.imports import first_class, prefix_missing
 from iota2_spot_s2.iota2.step import SpotFCNClassification
 
 CLASSIFICATION_BUILDERS = (
@@ -35,22 +35,16 @@ CLASSIFICATION_BUILDERS = (
 
 
 def find_classification_builder() -> tuple[type | None, str]:
-    """iota2's classification builder class, else None and why."""
-    problems = []
-    for module, name in CLASSIFICATION_BUILDERS:
-        try:
-            found = getattr(importlib.import_module(module), name, None)
-        except ModuleNotFoundError as exc:
-            if exc.name and module.startswith(exc.name):
-                problems.append(f"{module} is not installed")
-            else:
-                problems.append(f"{module}: {type(exc).__name__}: {exc}")
-            continue
-        except Exception as exc:  # noqa: BLE001 - any failure inside iota2 is reported
-            problems.append(f"{module}: {type(exc).__name__}: {exc}")
-            continue
-        if isinstance(found, type):
-            return found, ""
+    """iota2's classification builder class, else None and why.
+
+    Any missing module whose name begins the builder module's counts as iota2 not installed,
+    and says so; a module without the class is passed over.
+    """
+    found, problems = first_class(
+        CLASSIFICATION_BUILDERS, absent=prefix_missing, say_absent=True, say_no_class=False
+    )
+    if found is not None:
+        return found, ""
     return None, "; ".join(dict.fromkeys(problems)) or "no I2Classification class"
 
 

@@ -197,8 +197,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=float, nargs="*", default=[1, 16, 100], help="Mpx")
     parser.add_argument("--map-side", type=int, default=2048)
     parser.add_argument("--only-rss", action="store_true", help="run part [4] only")
-    parser.add_argument("--only-ratio", action="store_true",
-                        help="run part [1] for fcn only: end to end vs the bare network")
+    parser.add_argument(
+        "--only-ratio",
+        action="store_true",
+        help="run part [1] for fcn only: end to end vs the bare network",
+    )
     args = parser.parse_args()
     if args.only_ratio:
         with tempfile.TemporaryDirectory() as name:

@@ -229,57 +229,116 @@ EF = "tests/test_early_fusion_training.py::test_fusion_learns_the_phenology_clas
 TS = "tests/test_timeseries_classifiers.py::"
 PF = "tests/test_pipeline_fusion.py::"
 CASES: dict[str, Case] = {
-    "early_fusion": Case(f"{EF}alone_cannot", early_fusion, (
-        Bound("min F1 fused", 0.7), Bound("mean F1 fused - SPOT alone", 0.3)), key=True),
-    "early_fusion_scene0": Case(f"{EF}alone_cannot (scene 0, training seed 3 + s)",
-                                early_fusion_scene0, (Bound("min F1 fused", 0.7),
-                                                      Bound("mean F1 fused - SPOT alone", 0.3))),
-    "easy_problem": Case("tests/test_training_loop.py::test_training_learns_an_easy_problem",
-                         easy_problem, (Bound("last / first loss", 0.6, above=False),
-                                        Bound("best VAL mean F1", 0.8)), key=True),
-    "loss_patch_cnn": Case("tests/test_models.py::test_training_steps_reduce_loss[patch_cnn]",
-                           loss_steps("patch_cnn"), (Bound("last loss / log 5", 0.93, False),),
-                           "random tensors", key=True),
-    "loss_fcn": Case("tests/test_models.py::test_training_steps_reduce_loss[fcn]",
-                     loss_steps("fcn"), (Bound("last loss / log 5", 0.7, False),),
-                     "random tensors", key=True),
-    "slovenia_rf": Case(f"{TS}test_real_slovenia_ndvi_series_is_classified_well_above_chance[rf]",
-                        slovenia("rf"), (Bound("kappa", 0.65), Bound("mean_f1", 0.45),
-                                         Bound("oa_over_majority", 0.07),
-                                         Bound("val_mean_f1", 0.4)), "real", uses_torch=False),
+    "early_fusion": Case(
+        f"{EF}alone_cannot",
+        early_fusion,
+        (Bound("min F1 fused", 0.7), Bound("mean F1 fused - SPOT alone", 0.3)),
+        key=True,
+    ),
+    "early_fusion_scene0": Case(
+        f"{EF}alone_cannot (scene 0, training seed 3 + s)",
+        early_fusion_scene0,
+        (Bound("min F1 fused", 0.7), Bound("mean F1 fused - SPOT alone", 0.3)),
+    ),
+    "easy_problem": Case(
+        "tests/test_training_loop.py::test_training_learns_an_easy_problem",
+        easy_problem,
+        (Bound("last / first loss", 0.6, above=False), Bound("best VAL mean F1", 0.8)),
+        key=True,
+    ),
+    "loss_patch_cnn": Case(
+        "tests/test_models.py::test_training_steps_reduce_loss[patch_cnn]",
+        loss_steps("patch_cnn"),
+        (Bound("last loss / log 5", 0.93, False),),
+        "random tensors",
+        key=True,
+    ),
+    "loss_fcn": Case(
+        "tests/test_models.py::test_training_steps_reduce_loss[fcn]",
+        loss_steps("fcn"),
+        (Bound("last loss / log 5", 0.7, False),),
+        "random tensors",
+        key=True,
+    ),
+    "slovenia_rf": Case(
+        f"{TS}test_real_slovenia_ndvi_series_is_classified_well_above_chance[rf]",
+        slovenia("rf"),
+        (
+            Bound("kappa", 0.65),
+            Bound("mean_f1", 0.45),
+            Bound("oa_over_majority", 0.07),
+            Bound("val_mean_f1", 0.4),
+        ),
+        "real",
+        uses_torch=False,
+    ),
     "slovenia_tempcnn": Case(
         f"{TS}test_real_slovenia_ndvi_series_is_classified_well_above_chance[tempcnn]",
-        slovenia("tempcnn"), (Bound("kappa", 0.4), Bound("mean_f1", 0.42),
-                              Bound("val_mean_f1", 0.4)), "real", key=True),
-    "slovenia_merges": Case("tests/test_analysis_nomenclature.py::test_real_slovenia_rf_"
-                            "confusion_is_analysed_and_rasters_agree", slovenia_merges,
-                            (Bound("min F1 0.7 reached", 0.5), Bound("min F1 after merges",
-                                                                      0.7 - 1e-12)),
-                            "real", uses_torch=False),
-    "s2_scene_rf": Case(f"{TS}test_phenology_classes_of_the_simulated_scene_are_separated[rf]",
-                        s2_scene("rf"), (Bound("min F1 S2 classes", 0.78),), uses_torch=False),
+        slovenia("tempcnn"),
+        (Bound("kappa", 0.4), Bound("mean_f1", 0.42), Bound("val_mean_f1", 0.4)),
+        "real",
+        key=True,
+    ),
+    "slovenia_merges": Case(
+        "tests/test_analysis_nomenclature.py::test_real_slovenia_rf_"
+        "confusion_is_analysed_and_rasters_agree",
+        slovenia_merges,
+        (Bound("min F1 0.7 reached", 0.5), Bound("min F1 after merges", 0.7 - 1e-12)),
+        "real",
+        uses_torch=False,
+    ),
+    "s2_scene_rf": Case(
+        f"{TS}test_phenology_classes_of_the_simulated_scene_are_separated[rf]",
+        s2_scene("rf"),
+        (Bound("min F1 S2 classes", 0.78),),
+        uses_torch=False,
+    ),
     "s2_scene_tempcnn": Case(
         f"{TS}test_phenology_classes_of_the_simulated_scene_are_separated[tempcnn]",
-        s2_scene("tempcnn"), (Bound("min F1 S2 classes", 0.78),), key=True),
+        s2_scene("tempcnn"),
+        (Bound("min F1 S2 classes", 0.78),),
+        key=True,
+    ),
     "simulation_design": Case(
         "tests/test_simulation_design.py::test_each_sensor_separates_its_own_classes",
-        simulation_design, tuple(Bound(name, 0.0) for name in (
-            "min S2 F1 crops > 0.85", "mean SPOT F1 crops < 0.65", "mean S2 F1 details < 0.8",
-            "SPOT - S2 details > 0.07", "S2 F1 hedge < 0.65", "SPOT F1 hedge > 0.85",
-            "min F1 easy > 0.85")), "simulated (LDA)", uses_torch=False),
+        simulation_design,
+        tuple(
+            Bound(name, 0.0)
+            for name in (
+                "min S2 F1 crops > 0.85",
+                "mean SPOT F1 crops < 0.65",
+                "mean S2 F1 details < 0.8",
+                "SPOT - S2 details > 0.07",
+                "S2 F1 hedge < 0.65",
+                "SPOT F1 hedge > 0.85",
+                "min F1 easy > 0.85",
+            )
+        ),
+        "simulated (LDA)",
+        uses_torch=False,
+    ),
     "fusion_fixtures": Case(
         "tests/test_fusion_fixtures_real.py::test_fused_map_of_a_held_out_sample",
-        fusion_fixtures, (Bound("OA mean fusion - lower source", -1e-12),), "real (RF)",
-        uses_torch=False),
-    "pipeline_fusion": Case(f"{PF}(fused strategies, sensor wins, verdicts, swaps, merges)",
-                            pipeline_fusion, (
-        Bound("best fused - best single mean F1", 0.05),
-        Bound("S2 - SPOT mean F1, S2 classes", 0.2),
-        Bound("SPOT classes said SPOT", 0.5), Bound("SPOT classes said S2", 0.5, False),
-        Bound("S2 classes not said S2", 0.5, False), Bound("gain verdicts, real maps", 3.5),
-        Bound("gain verdicts, 10 swapped pairs", 3.5, False),
-        Bound("fused - SPOT first crop-merge step", 0.5),
-        Bound("fused map merges crops first", 0.5, False))),  # fmt: skip
+        fusion_fixtures,
+        (Bound("OA mean fusion - lower source", -1e-12),),
+        "real (RF)",
+        uses_torch=False,
+    ),
+    "pipeline_fusion": Case(
+        f"{PF}(fused strategies, sensor wins, verdicts, swaps, merges)",
+        pipeline_fusion,
+        (
+            Bound("best fused - best single mean F1", 0.05),
+            Bound("S2 - SPOT mean F1, S2 classes", 0.2),
+            Bound("SPOT classes said SPOT", 0.5),
+            Bound("SPOT classes said S2", 0.5, False),
+            Bound("S2 classes not said S2", 0.5, False),
+            Bound("gain verdicts, real maps", 3.5),
+            Bound("gain verdicts, 10 swapped pairs", 3.5, False),
+            Bound("fused - SPOT first crop-merge step", 0.5),
+            Bound("fused map merges crops first", 0.5, False),
+        ),
+    ),  # fmt: skip
 }
 
 
@@ -330,8 +389,10 @@ def summarise(rows: list[dict]) -> str:
         shown = {b.metric for b in case.bounds}
         for metric in (m for m in mine[0]["metrics"] if m not in shown):
             values = [r["metrics"][metric] for r in mine]
-            lines.append(f"  {metric:36s} (info): min {min(values):.4f} median "
-                         f"{statistics.median(values):.4f} max {max(values):.4f}")
+            lines.append(
+                f"  {metric:36s} (info): min {min(values):.4f} median "
+                f"{statistics.median(values):.4f} max {max(values):.4f}"
+            )
     return "\n".join(lines)
 
 

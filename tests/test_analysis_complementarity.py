@@ -116,9 +116,17 @@ def test_object_area_and_boundary_distance_on_a_known_layout() -> None:
 
 # --- the command, through a subprocess --------------------------------------------------------
 
+
 def _write(path: Path, array: np.ndarray, *, crs: str = "EPSG:2154") -> Path:
-    profile = {"driver": "GTiff", "width": array.shape[1], "height": array.shape[0], "count": 1,
-               "dtype": "uint8", "crs": crs, "transform": from_origin(500000, 6300000, 1.5, 1.5)}
+    profile = {
+        "driver": "GTiff",
+        "width": array.shape[1],
+        "height": array.shape[0],
+        "count": 1,
+        "dtype": "uint8",
+        "crs": crs,
+        "transform": from_origin(500000, 6300000, 1.5, 1.5),
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(array.astype(np.uint8), 1)
     return path
@@ -150,10 +158,28 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _files_args(m: dict[str, Path], out: Path) -> list[str]:
-    return ["--reference", str(m["ref"]), "--split", str(m["split"]), "--map",
-            f"spot={m['spot']}", "--map", f"s2={m['s2']}", "--map",
-            f"spot+s2:late={m['fused']}", "--choice", f"spot+s2:late={m['choice']}",
-            "--data", "simulated", "--out", str(out), "--n-boot", "300", "--block-px", "16"]
+    return [
+        "--reference",
+        str(m["ref"]),
+        "--split",
+        str(m["split"]),
+        "--map",
+        f"spot={m['spot']}",
+        "--map",
+        f"s2={m['s2']}",
+        "--map",
+        f"spot+s2:late={m['fused']}",
+        "--choice",
+        f"spot+s2:late={m['choice']}",
+        "--data",
+        "simulated",
+        "--out",
+        str(out),
+        "--n-boot",
+        "300",
+        "--block-px",
+        "16",
+    ]
 
 
 def test_command_writes_the_report_and_ranks_the_built_in_gains(simulated_maps, tmp_path) -> None:

@@ -200,6 +200,7 @@ def test_resume_continues_bit_identically_and_checkpoint_loads(scene, tmp_path) 
     straight = tiny_train(scene, tmp_path / "a.pt", epochs=3)
     tiny_train(scene, tmp_path / "b.pt", epochs=2)
     resumed = tiny_train(scene, tmp_path / "b.pt", epochs=3)
+
     def scores_of(history):
         timing = ("seconds", "elapsed", "val_seconds")
         return [{k: v for k, v in h.items() if k not in timing} for h in history]

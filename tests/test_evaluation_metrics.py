@@ -36,9 +36,7 @@ def test_matrix_and_scores_match_sklearn(seed):
     assert s.n_pixels == ref.size
     assert s.overall_accuracy == pytest.approx(skm.accuracy_score(ref, prod))
     assert s.kappa == pytest.approx(skm.cohen_kappa_score(ref, prod, labels=CODES))
-    p, r, f, sup = skm.precision_recall_fscore_support(
-        ref, prod, labels=CODES, zero_division=0
-    )
+    p, r, f, sup = skm.precision_recall_fscore_support(ref, prod, labels=CODES, zero_division=0)
     np.testing.assert_allclose(s.precision, p)
     np.testing.assert_allclose(s.recall, r)
     np.testing.assert_allclose(s.f1, f)
@@ -98,7 +96,7 @@ def test_accumulator_over_windows_equals_one_shot():
     windowed = ConfusionAccumulator(CODES)
     for r in range(0, 130, 32):
         for c in range(0, 97, 40):
-            windowed.update(ref[r:r + 32, c:c + 40], prod[r:r + 32, c:c + 40])
+            windowed.update(ref[r : r + 32, c : c + 40], prod[r : r + 32, c : c + 40])
     np.testing.assert_array_equal(windowed.matrix, one_shot.matrix)
     np.testing.assert_array_equal(windowed.unmapped_produced, one_shot.unmapped_produced)
     valid = ref.ravel() != 0

@@ -32,7 +32,13 @@ def cm():
 def test_write_report_files(cm, tmp_path):
     s = scores(cm, CODES)
     paths = write_report(
-        s, cm, CODES, tmp_path / "eval", title=TITLE, names=NAMES, prefix="fcn",
+        s,
+        cm,
+        CODES,
+        tmp_path / "eval",
+        title=TITLE,
+        names=NAMES,
+        prefix="fcn",
         extra={"unmapped_produced": [1, 0, 0, 0]},
     )
     assert set(paths) == {"json", "csv", "png"}

@@ -27,7 +27,6 @@ UNDECIDED = 99
 MOBS = ["precision", "recall", "accuracy", "kappa"]
 
 
-
 def make_maps(seed: int, n_sources: int, unknown: float = 0.0) -> list[np.ndarray]:
     """Noisy copies of a blocky truth; ``unknown``: share of labels 13-15 (no class code)."""
     rng = np.random.default_rng(seed)

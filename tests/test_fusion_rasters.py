@@ -238,9 +238,7 @@ def test_no_partial_files_on_error(tmp_path, two_sources, monkeypatch):
 
 
 @pytest.mark.parametrize("block", [37, 512])
-def test_sources_in_another_crs_warp_like_one_whole_raster_reproject(
-    tmp_path, block: int
-) -> None:
+def test_sources_in_another_crs_warp_like_one_whole_raster_reproject(tmp_path, block: int) -> None:
     """Window-by-window warping equals GDAL warping the whole source at once, across CRSs and
     the source's footprint edge (a UTM source covering part of a Lambert-93 target)."""
     from rasterio.warp import Resampling, reproject, transform_bounds

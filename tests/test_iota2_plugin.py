@@ -263,8 +263,12 @@ def test_decision_route_dempster_shafer_equals_otb(routes, tmp_path: Path, need_
                 cm[i, j] = ((labels == r) & (halves == 1) & (produced == p)).sum()
         matrices.append(cm)
     out = otb_fusion_of_classifications(
-        [spot, iota2], tmp_path / "otb_ds.tif", method="dempstershafer", confusions=matrices,
-        codes=tree.codes, mob="precision",
+        [spot, iota2],
+        tmp_path / "otb_ds.tif",
+        method="dempstershafer",
+        confusions=matrices,
+        codes=tree.codes,
+        mob="precision",
     )
     np.testing.assert_array_equal(_band(out), _band(_fused(tree, "classes")))
 
@@ -334,9 +338,10 @@ def test_fuse_with_a_probability_rule_and_reruns(routes) -> None:
     with _open(_fused(tree, "classes")) as src:
         assert src.tags()["FUSION_RULE"] == "mean"
     spot = _band(_spot(tree, "proba")).astype(float)  # band 1
-    with _open(_fused(tree, "proba")) as fused, _open(
-        tree.output / "classif" / f"PROBAMAP_{TILE}_model_1_seed_0.tif"
-    ) as iota2:
+    with (
+        _open(_fused(tree, "proba")) as fused,
+        _open(tree.output / "classif" / f"PROBAMAP_{TILE}_model_1_seed_0.tif") as iota2,
+    ):
         expected = (spot + iota2.read(1).astype(float)) / 2
         assert np.abs(fused.read(1) - expected).max() <= 2  # mean of the two, rounded
     again = fuse_classify("iota2", "fuse", str(tree.cfg))  # the configured rule again

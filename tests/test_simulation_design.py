@@ -157,7 +157,8 @@ def design_margins(scene: SceneInfo, f1_s2: dict, f1_spot: dict) -> dict[str, fl
         "min S2 F1 crops > 0.85": min(f1_s2[c] for c in crops) - 0.85,
         "mean SPOT F1 crops < 0.65": 0.65 - float(np.mean([f1_spot[c] for c in crops])),
         "mean S2 F1 details < 0.8": 0.8 - s2_details,
-        "SPOT - S2 details > 0.07": float(np.mean([f1_spot[c] for c in details])) - s2_details
+        "SPOT - S2 details > 0.07": float(np.mean([f1_spot[c] for c in details]))
+        - s2_details
         - 0.07,
         "S2 F1 hedge < 0.65": 0.65 - f1_s2[hedge],
         "SPOT F1 hedge > 0.85": f1_spot[hedge] - 0.85,

@@ -25,29 +25,62 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "F1/PA/UA, F1 differences with spatial block-bootstrap intervals, Holm-corrected McNemar "
         "tests, Shapley values, F1 by object size / boundary distance / clear dates, a verdict.",
     )
-    p.add_argument("--run", default=None, metavar="OUTPUT_PATH",
-                   help="chain.output_path of a `fuse-classify run` (every tile is analysed)")
-    p.add_argument("--spot-model", default="fcn",
-                   help="with --run: the SPOT model whose map stands for SPOT (default fcn)")
+    p.add_argument(
+        "--run",
+        default=None,
+        metavar="OUTPUT_PATH",
+        help="chain.output_path of a `fuse-classify run` (every tile is analysed)",
+    )
+    p.add_argument(
+        "--spot-model",
+        default="fcn",
+        help="with --run: the SPOT model whose map stands for SPOT (default fcn)",
+    )
     p.add_argument("--reference", default=None, help="reference raster or vector")
     p.add_argument("--field", default="code", help="class field of a vector reference")
-    p.add_argument("--map", action="append", type=name_and_path, default=[],
-                   metavar="SOURCES[:LABEL]=PATH",
-                   help="a class map and the sources it used: spot=…, s2=…, spot+s2:ds=… "
-                   "(repeat; the first map of each source set is the one the verdict uses)")
-    p.add_argument("--choice", action="append", type=name_and_path, default=[],
-                   metavar="NAME=PATH", help="DSchoice-like map of the fused map NAME")
+    p.add_argument(
+        "--map",
+        action="append",
+        type=name_and_path,
+        default=[],
+        metavar="SOURCES[:LABEL]=PATH",
+        help="a class map and the sources it used: spot=…, s2=…, spot+s2:ds=… "
+        "(repeat; the first map of each source set is the one the verdict uses)",
+    )
+    p.add_argument(
+        "--choice",
+        action="append",
+        type=name_and_path,
+        default=[],
+        metavar="NAME=PATH",
+        help="DSchoice-like map of the fused map NAME",
+    )
     p.add_argument("--split", default=None, help="split raster (1/2/3 = train/validation/test)")
-    p.add_argument("--subset", choices=("train", "validation", "test"), default=None,
-                   help="pixels scored (needs --split; default test)")
+    p.add_argument(
+        "--subset",
+        choices=("train", "validation", "test"),
+        default=None,
+        help="pixels scored (needs --split; default test)",
+    )
     p.add_argument("--clear-dates", default=None, help="raster of cloud-free S2 dates per pixel")
     p.add_argument("--nomenclature", default=None, help="iota2 nomenclature.txt (class names)")
-    p.add_argument("--data", choices=("real", "simulated"), default=None,
-                   help="what the maps were made from (required with --reference)")
-    p.add_argument("--out", default=None, help="output folder (default: each tile folder with "
-                   "--run, ./complementarity otherwise)")
-    p.add_argument("--block-px", type=positive_int, default=64,
-                   help="side of the bootstrap blocks in pixels (default 64)")
+    p.add_argument(
+        "--data",
+        choices=("real", "simulated"),
+        default=None,
+        help="what the maps were made from (required with --reference)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: each tile folder with --run, ./complementarity otherwise)",
+    )
+    p.add_argument(
+        "--block-px",
+        type=positive_int,
+        default=64,
+        help="side of the bootstrap blocks in pixels (default 64)",
+    )
     p.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="seed of the block draws")
     p.add_argument("--alpha", type=open_fraction, default=0.05, help="significance level")

@@ -37,8 +37,10 @@ def format_otb_confusion_csv(
     prod_codes = ref_codes if prod_codes is None else prod_codes
     matrix = np.asarray(matrix, dtype=np.int64)
     if matrix.shape != (len(ref_codes), len(prod_codes)):
-        raise ValueError(f"matrix of shape {matrix.shape} does not match "
-                         f"{len(ref_codes)} x {len(prod_codes)} labels")
+        raise ValueError(
+            f"matrix of shape {matrix.shape} does not match "
+            f"{len(ref_codes)} x {len(prod_codes)} labels"
+        )
     lines = [
         REF_HEADER + ",".join(str(int(c)) for c in ref_codes),
         PROD_HEADER + ",".join(str(int(c)) for c in prod_codes),
@@ -63,7 +65,7 @@ def write_otb_confusion_csv(
 def _labels(line: str, header: str, path: str | os.PathLike[str]) -> list[int]:
     if not line.startswith(header):
         raise InputError(path, f"expected a line starting with {header!r}, found {line[:60]!r}")
-    body = line[len(header):].strip()
+    body = line[len(header) :].strip()
     try:
         return [int(tok) for tok in body.split(",") if tok.strip()]
     except ValueError as exc:

@@ -59,8 +59,15 @@ def plot_confusion(
             if cm[i, j] == 0 and i != j:
                 continue
             color = "white" if pct[i, j] > 55.0 else "black"
-            ax.text(j, i, f"{pct[i, j]:.1f}%\n({cm[i, j]})", ha="center", va="center",
-                    fontsize=fontsize, color=color)
+            ax.text(
+                j,
+                i,
+                f"{pct[i, j]:.1f}%\n({cm[i, j]})",
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                color=color,
+            )
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png")
     return os.fspath(path)

@@ -109,8 +109,10 @@ def write_report(
     with atomic_output(paths["json"]) as tmp:
         tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     write_otb_confusion_csv(cm, codes, paths["csv"])
-    subtitle = (f"OA {scores.overall_accuracy:.3f}   kappa {scores.kappa:.3f}   "
-                f"mean F1 {scores.mean_f1:.3f}   n = {scores.n_pixels}")
+    subtitle = (
+        f"OA {scores.overall_accuracy:.3f}   kappa {scores.kappa:.3f}   "
+        f"mean F1 {scores.mean_f1:.3f}   n = {scores.n_pixels}"
+    )
     plot_confusion(cm, labels, paths["png"], title=title, subtitle=subtitle)
     return paths
 

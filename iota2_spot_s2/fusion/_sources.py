@@ -131,9 +131,7 @@ class SourceReader:
         self.warped = source.grid != target
         if source.kind == "labels":
             self.method = choose_resampling(source.grid, target, "categorical")
-            self.src_nodata: float | None = (
-                nodata_label if source.nodata is None else source.nodata
-            )
+            self.src_nodata: float | None = nodata_label if source.nodata is None else source.nodata
         else:
             self.method = choose_resampling(source.grid, target, resampling)
             self.src_nodata = source.nodata

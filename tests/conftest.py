@@ -39,3 +39,22 @@ def need_otb() -> None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def two_workers():
+    """A dask LocalCluster of two one-thread worker processes, shared by a test module."""
+    distributed = pytest.importorskip("distributed")
+    from iota2_spot_s2.inference.distributed import kept_environment
+
+    with (
+        kept_environment(),
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=40,
+        ) as local,
+    ):  # the nannies' OMP_NUM_THREADS=1 must not reach later tests' subprocesses
+        yield local

@@ -33,20 +33,9 @@ KINDS = ("classes", "confidence", "proba")
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    from iota2_spot_s2.inference.distributed import kept_environment
-
-    with (
-        kept_environment(),
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=40,
-        ) as local,
-    ):  # the nannies' OMP_NUM_THREADS=1 must not reach later tests' subprocesses
-        yield local.scheduler_address
+def cluster(two_workers):
+    """The address of the module's two-worker local cluster."""
+    return two_workers.scheduler_address
 
 
 @pytest.fixture(autouse=True)

@@ -48,23 +48,6 @@ class Killer(torch.nn.Module):
         return self.net.state_dict(*args, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from iota2_spot_s2.inference.distributed import kept_environment
-
-    with (
-        kept_environment(),
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=40,
-        ) as local,
-    ):  # the nannies' OMP_NUM_THREADS=1 must not reach later tests' subprocesses
-        yield local
-
-
 def test_a_local_cluster_gives_the_environment_back() -> None:
     import os
 
@@ -81,13 +64,13 @@ def _same_maps(a, b) -> None:
         np.testing.assert_array_equal(read(getattr(a, name)), read(getattr(b, name)))
 
 
-def test_two_workers_give_the_single_process_maps_bit_for_bit(scene, cluster, tmp_path):  # noqa: F811
+def test_two_workers_give_the_single_process_maps_bit_for_bit(scene, two_workers, tmp_path):  # noqa: F811
     path, _ = scene
     model = fcn()
     opts = dict(tile=64, write_proba=True, nomenclature=NOM, progress=False)
     single = predict_map(model, path, tmp_path / "single", **opts)
-    on_cluster = predict_map(model, path, tmp_path / "cluster", scheduler=cluster.scheduler_address,
-                             **opts)  # fmt: skip
+    address = two_workers.scheduler_address
+    on_cluster = predict_map(model, path, tmp_path / "cluster", scheduler=address, **opts)
     _same_maps(single, on_cluster)  # class map, confidence and 0-1000 probabilities: identical
     assert sorted(p.name for p in (tmp_path / "cluster").iterdir()) == [
         "map_classes.qml",
@@ -97,11 +80,11 @@ def test_two_workers_give_the_single_process_maps_bit_for_bit(scene, cluster, tm
     ]  # fmt: skip  (no parts, journal or partial file left)
     # the CLI's input: a lazy DataArray, its graph sent to the workers, read window by window
     lazy = predict_map(model, open_spot(path, chunks=48), tmp_path / "lazy",
-                       scheduler=cluster.scheduler_address, **opts)  # fmt: skip
+                       scheduler=two_workers.scheduler_address, **opts)  # fmt: skip
     _same_maps(single, lazy)
 
 
-def test_a_worker_killed_mid_run_is_survived(scene, cluster, tmp_path):  # noqa: F811
+def test_a_worker_killed_mid_run_is_survived(scene, two_workers, tmp_path):  # noqa: F811
     path, _ = scene
     base = fcn()
     single = predict_map(base, path, tmp_path / "single", tile=64, write_proba=True,
@@ -109,7 +92,7 @@ def test_a_worker_killed_mid_run_is_survived(scene, cluster, tmp_path):  # noqa:
     marker = tmp_path / "killed.pid"
     killer = LoadedModel(Killer(base.model, marker, at=3), base.class_codes, base.band_mean,
                          base.band_std, "fcn")  # fmt: skip
-    with distributed.Client(cluster.scheduler_address) as client:
+    with distributed.Client(two_workers.scheduler_address) as client:
         before = set(client.run(os.getpid).values())
         out = predict_map(killer, path, tmp_path / "out", tile=64, write_proba=True,
                           progress=False, scheduler=client)  # fmt: skip
@@ -119,7 +102,7 @@ def test_a_worker_killed_mid_run_is_survived(scene, cluster, tmp_path):  # noqa:
     _same_maps(single, out)
 
 
-def test_a_failed_distributed_run_resumes_from_its_journal_and_parts(scene, cluster, tmp_path):  # noqa: F811
+def test_a_failed_distributed_run_resumes_from_its_journal_and_parts(scene, two_workers, tmp_path):  # noqa: F811
     path, _ = scene
     base = fcn()
     whole = predict_map(base, path, tmp_path / "whole", tile=64, write_proba=True,
@@ -129,10 +112,10 @@ def test_a_failed_distributed_run_resumes_from_its_journal_and_parts(scene, clus
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="boom"):
         predict_map(failing, path, out, tile=64, write_proba=True, progress=False,
-                    scheduler=cluster.scheduler_address)  # fmt: skip
+                    scheduler=two_workers.scheduler_address)  # fmt: skip
     assert not list(out.glob("*.tif")) and list(out.glob(".*.journal"))
     again = predict_map(base, path, out, tile=64, write_proba=True, progress=False,
-                        scheduler=cluster.scheduler_address)  # fmt: skip
+                        scheduler=two_workers.scheduler_address)  # fmt: skip
     assert again.resumed_tiles >= 2  # journaled, or parts the workers had left
     _same_maps(whole, again)
 

@@ -4,7 +4,8 @@ Measures, on this machine, with untrained weights (speed does not depend on them
 
 1. end-to-end mapping throughput of ``predict_map`` (read GeoTIFF -> COG class map, confidence,
    probabilities) for ``fcn`` and dense ``patch_cnn``, fp32, fp32 + channels_last and
-   bf16 autocast + channels_last;
+   bf16 autocast + channels_last, beside the bare network's forward pass (a batch of 4 tiles
+   of 224 px, no margins, no I/O) measured in the same run, and their ratio;
 2. the per-pixel sliding-window ``patch_cnn`` on a small window (it is ~1000x slower), and the
    ratios fcn / per-pixel and dense / per-pixel measured in the same run;
 3. training throughput (pixels of target crops per second) of both models;
@@ -15,6 +16,8 @@ Usage::
 
     python benchmarks/bench_mapping.py                 # everything (about 10 minutes on 2 cores)
     python benchmarks/bench_mapping.py --sizes 1 16    # skip the 100 Mpx scene
+    python benchmarks/bench_mapping.py --only-ratio --map-side 4096   # [1] for fcn, 3 rounds,
+                                                       # tiles 512 and the default (~8 minutes)
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +39,8 @@ import torch
 from rasterio.transform import from_origin
 
 from iota2_spot_s2.inference import predict_array, predict_map
+from iota2_spot_s2.inference.allocator import heap_allocations
+from iota2_spot_s2.inference.tiling import DEFAULT_TILE
 from iota2_spot_s2.models import build_model
 from iota2_spot_s2.training import LoadedModel, train
 
@@ -97,10 +104,21 @@ def bare_forward(
 
 
 def bench_mapping(
-    tmp: Path, side: int, names: tuple[str, ...] = ("fcn", "patch_cnn")
+    tmp: Path,
+    side: int,
+    names: tuple[str, ...] = ("fcn", "patch_cnn"),
+    rounds: int = 1,
+    tiles: tuple[int, ...] = (DEFAULT_TILE,),
 ) -> dict[str, float]:
-    """End-to-end predict_map throughput (Mpx/s) per model and numeric option, and the ratio
-    to the bare network's forward pass measured just before it (same run)."""
+    """End-to-end predict_map throughput (Mpx/s) per model, numeric option and tile size, and its
+    ratio to the bare network's forward pass, measured in interleaved rounds (medians).
+
+    Each round measures the bare net, then maps the scene at every tile size (with probabilities
+    too at the default tile), so a busy spell of the machine hits both sides of the ratio. The
+    bare net runs with the engine's allocator setting (:mod:`iota2_spot_s2.inference.allocator`),
+    like the map. "pass" is ``predict_map``'s own figure (read -> COG partial files); "wall" adds
+    the fingerprint, the COG conversion and everything else the call does.
+    """
     image = write_scene(tmp / f"scene_{side}.tif", side)
     out: dict[str, float] = {}
     for name in names:
@@ -110,16 +128,31 @@ def bench_mapping(
             ("fp32+channels_last", {"channels_last": True}),
             ("bf16+channels_last", {"channels_last": True, "autocast_bf16": True}),
         ):
-            bare = bare_forward(loaded(name), bool(opts.get("autocast_bf16")),
-                                bool(opts["channels_last"]))  # fmt: skip
-            for proba in (False, True):
-                res = predict_map(model, image, tmp / f"{name}_{label}_{proba}",
-                                  write_proba=proba, progress=False, **opts)  # fmt: skip
-                mpx = res.pixels_per_second / 1e6
-                key = f"{name} dense {label}{' +proba' if proba else ''}"
-                out[key], out[f"{key} / bare"] = mpx, mpx / bare
-                print(f"  {key:38s} {mpx:6.3f} Mpx/s   bare net {bare:6.3f} Mpx/s   "
-                      f"end-to-end / bare {mpx / bare:5.1%}", flush=True)  # fmt: skip
+            bare_runs, runs = [], defaultdict(list)
+            for _ in range(rounds):
+                with heap_allocations():
+                    bare_runs.append(bare_forward(loaded(name), bool(opts.get("autocast_bf16")),
+                                                  bool(opts["channels_last"])))  # fmt: skip
+                for tile in tiles:
+                    for proba in (False, True) if tile == DEFAULT_TILE else (False,):
+                        out_dir = tmp / f"{name}_{label}_{tile}_{proba}"
+                        tic = time.perf_counter()
+                        res = predict_map(model, image, out_dir, tile=tile, write_proba=proba,
+                                          progress=False, **opts)  # fmt: skip
+                        wall = side * side / (time.perf_counter() - tic)
+                        shutil.rmtree(out_dir)  # the next round maps again (no resume)
+                        runs[tile, proba].append((res.pixels_per_second / 1e6, wall / 1e6))
+            bare = float(np.median(bare_runs))
+            out[f"{name} bare {label}"] = bare
+            print(f"  {name} {label}: bare net {bare:.3f} Mpx/s (rounds: "
+                  f"{', '.join(f'{b:.2f}' for b in bare_runs)})", flush=True)  # fmt: skip
+            for (tile, proba), speeds in runs.items():
+                mpx, wall = (float(np.median(v)) for v in zip(*speeds, strict=True))
+                key = f"{name} dense {label} tile {tile}{' +proba' if proba else ''}"
+                out[key], out[f"{key} / bare"], out[f"{key} wall"] = mpx, mpx / bare, wall
+                print(f"    tile {tile:5d}{' +proba' if proba else '       '} pass {mpx:6.3f} Mpx/s"
+                      f" = {mpx / bare:5.1%} of bare, wall {wall:6.3f} Mpx/s = "
+                      f"{wall / bare:5.1%}", flush=True)  # fmt: skip
     return out
 
 
@@ -196,6 +229,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=float, nargs="*", default=[1, 16, 100], help="Mpx")
     parser.add_argument("--map-side", type=int, default=2048)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (--only-ratio)")
+    parser.add_argument("--tiles", type=int, nargs="+", default=[512, DEFAULT_TILE],
+                        help="tile sizes (--only-ratio)")  # fmt: skip
     parser.add_argument("--only-rss", action="store_true", help="run part [4] only")
     parser.add_argument(
         "--only-ratio",
@@ -205,8 +241,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.only_ratio:
         with tempfile.TemporaryDirectory() as name:
-            print(f"[1] fcn end to end on {args.map_side}x{args.map_side} px vs the bare net")
-            print(json.dumps(bench_mapping(Path(name), args.map_side, ("fcn",)), indent=2))
+            print(f"[1] fcn end to end on {args.map_side}x{args.map_side} px vs the bare net, "
+                  f"{args.rounds} interleaved rounds, tiles {args.tiles}")  # fmt: skip
+            figures = bench_mapping(Path(name), args.map_side, ("fcn",), args.rounds,
+                                    tuple(args.tiles))  # fmt: skip
+            print(json.dumps(figures, indent=2))
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; untrained weights")
     summary: dict[str, object] = {}

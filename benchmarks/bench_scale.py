@@ -7,7 +7,7 @@ absolute figures), with untrained weights (speed does not depend on them), on a 
 1. ``predict_map`` in one process (the default), on a LocalCluster of 1 worker and of 2 workers
    (the cluster started beforehand; its start-up is reported on its own), FCN fp32
    channels-last, class map + confidence + probabilities;
-2. the per-tile cost (seconds per 512 px tile, and CPU-seconds per Mpx per worker);
+2. the per-tile cost (seconds per tile, and CPU-seconds per Mpx per worker);
 3. the client's assembly cost (parts -> partial GeoTIFFs, then the COG conversion), which is
    serial per output file;
 4. the host-side cost without the network (a 1x1 convolution: read, normalise, encode, write),
@@ -20,7 +20,7 @@ absolute figures), with untrained weights (speed does not depend on them), on a 
 
 Usage::
 
-    python benchmarks/bench_scale.py               # 2048 px scene, tile 512, 2 repeats
+    python benchmarks/bench_scale.py               # 2048 px scene, the default tile, 2 repeats
     python benchmarks/bench_scale.py --side 1024 --repeats 1 --kinds-size-m 960
     python benchmarks/bench_scale.py --kinds-size-m 0   # the SPOT map only
 """
@@ -41,6 +41,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from iota2_spot_s2.inference import predict_map, writers
+from iota2_spot_s2.inference.tiling import DEFAULT_TILE
 from iota2_spot_s2.training import LoadedModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -217,7 +218,7 @@ def main() -> None:
     """Run and print the figures as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--side", type=int, default=2048)
-    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument(
         "--kinds-size-m",

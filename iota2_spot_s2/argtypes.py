@@ -7,7 +7,9 @@ Each type converts the text and checks its range; argparse then prints
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -36,6 +38,22 @@ def name_and_path(text: str) -> tuple[str, str]:
     if not sep or not name.strip() or not path.strip():
         raise argparse.ArgumentTypeError(f"must be NAME=PATH, got {text!r}")
     return name.strip(), path.strip()
+
+
+#: What ``--scheduler`` and the cfg key ``spot_s2_fusion.scheduler`` accept (one rule for both).
+SCHEDULER_PATTERN = r"^(local|(tcp|tls|inproc|ucx)://\S+|\S+\.json)$"
+
+
+def scheduler(text: str) -> str:
+    """``local``, a dask scheduler address (``tcp://``, ``tls://``...) or a scheduler file."""
+    if not re.match(SCHEDULER_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"must be 'local', an address such as tcp://host:8786 "
+                                         f"or a scheduler .json, got {text!r}")  # fmt: skip
+    if text.endswith(".json"):
+        if not Path(text).expanduser().is_file():
+            raise argparse.ArgumentTypeError(f"scheduler file {text!r} does not exist")
+        return str(Path(text).expanduser())
+    return text
 
 
 def device(text: str) -> str:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from iota2_spot_s2 import __version__
-from iota2_spot_s2.argtypes import checked, positive_float, positive_int
+from iota2_spot_s2.argtypes import checked, positive_float
+from iota2_spot_s2.cli_stages import add_cluster_arguments, cluster_options, with_cluster
 from iota2_spot_s2.errors import InputError
 
 EXIT_INPUT_ERROR = 2
@@ -61,6 +62,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         models=tuple(args.models.split(",")),
         strategies=tuple(args.strategies.split(",")),
         model_steps=_steps_spec(args.steps, args.minutes),
+        cluster=cluster_options(args),
     )
     return 0
 
@@ -87,7 +89,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from iota2_spot_s2.pipeline import run_chain
     from iota2_spot_s2.settings import load_config
 
-    run_chain(load_config(args.config))
+    run_chain(with_cluster(load_config(args.config), args))
     return 0
 
 
@@ -134,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         "late-dempster_shafer",
         help="comma-separated: spot, s2-rf, s2-tempcnn, early, late-<rule>",
     )
+    add_cluster_arguments(p)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("simulate", help="write the simulated landscape only")
@@ -144,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the chain described by an iota2 cfg file")
     p.add_argument("config")
+    add_cluster_arguments(p, cfg=True)
     p.set_defaults(func=_cmd_run)
 
     _add_stage_parsers(sub)
@@ -173,9 +177,7 @@ def _add_analysis_parsers(sub: argparse._SubParsersAction) -> None:
     product_cli.add_parser(sub)
 
 
-_positive_int = positive_int
 _positive_float = positive_float
-_tile_size = checked(int, lambda v: v >= 64, "at least 64 pixels")
 _scene_size = checked(float, lambda v: 120 <= v <= 20_000, "within 120-20000 m")
 
 

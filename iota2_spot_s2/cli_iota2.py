@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from iota2_spot_s2.cli_stages import add_cluster_arguments, with_cluster
+
 
 def _cmd_iota2_step(args: argparse.Namespace) -> int:
     from iota2_spot_s2.iota2 import run_step
     from iota2_spot_s2.settings import load_config
 
-    for done in run_step(load_config(args.config), tiles=args.tile):
+    for done in run_step(with_cluster(load_config(args.config), args), tiles=args.tile):
         print(f"{done.tile} seed {done.seed}: {done.classif['classes']}")
     return 0
 
@@ -29,7 +31,8 @@ def _cmd_iota2_fuse(args: argparse.Namespace) -> int:
     from iota2_spot_s2.iota2 import decision_fusion
     from iota2_spot_s2.settings import load_config
 
-    for done in decision_fusion(load_config(args.config), tiles=args.tile, rule=args.rule):
+    run = with_cluster(load_config(args.config), args)
+    for done in decision_fusion(run, tiles=args.tile, rule=args.rule):
         print(f"{done.tile} seed {done.seed} ({done.rule}, iota2 {done.iota2_source}, "
               f"masses from {done.validation}): {done.paths['classes']}")  # fmt: skip
         for name, sc in done.scores.items():
@@ -80,6 +83,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--tile", action="append", help="only this tile (repeatable)")
         if name == "features":
             p.add_argument("--seed", type=int, default=0, help="seed of the FCN to use")
+        if name in ("step", "fuse"):
+            add_cluster_arguments(p, cfg=True)
         if name == "fuse":
             p.add_argument("--rule", type=_late_rule, help="late-fusion rule: mean, weighted_mean, "
                            "product, vote, dempster_shafer, dempster_shafer_otb "

@@ -5,24 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from iota2_spot_s2.argtypes import checked, device, positive_float, positive_int
+from iota2_spot_s2.argtypes import checked, device, positive_float, positive_int, scheduler
 from iota2_spot_s2.errors import InputError
+from iota2_spot_s2.inference.tiling import DEFAULT_TILE
+
+if TYPE_CHECKING:
+    from iota2_spot_s2.settings import RunConfig
 
 TILE_SIZE = checked(int, lambda v: v >= 64, "at least 64 pixels")
-
-
-def scheduler(text: str) -> str:
-    """``local``, a dask scheduler address (``tcp://``, ``tls://``...) or a scheduler file."""
-    if text == "local" or "://" in text:
-        return text
-    if text.endswith(".json"):
-        if not Path(text).expanduser().is_file():
-            raise argparse.ArgumentTypeError(f"scheduler file {text!r} does not exist")
-        return str(Path(text).expanduser())
-    raise argparse.ArgumentTypeError(
-        f"must be 'local', an address such as tcp://host:8786 or a scheduler .json, got {text!r}"
-    )
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -237,8 +229,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tile",
         type=TILE_SIZE,
-        default=512,
-        help="tile core side in pixels (>= 64; the map does not depend on it)",
+        default=DEFAULT_TILE,
+        help=f"tile core side in pixels (>= 64, default {DEFAULT_TILE}; the map does not depend "
+        "on it, memory does: ~2 GiB at 1024)",
     )
     p.add_argument("--mode", choices=("dense", "per_pixel"), default="dense")
     p.add_argument("--proba", action="store_true", help="also write probabilities (0-1000)")
@@ -283,14 +276,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_evaluate)
 
 
-def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
-    """``--scheduler`` / ``--workers`` of every sub-command that makes maps (dask tile tasks)."""
+def add_cluster_arguments(p: argparse.ArgumentParser, cfg: bool = False) -> None:
+    """``--scheduler`` / ``--workers`` of every sub-command that makes maps (dask tile tasks).
+
+    ``cfg``: the command reads an iota2 cfg, whose ``spot_s2_fusion.scheduler`` / ``workers``
+    they replace (:func:`with_cluster`).
+    """
+    default = "the cfg's spot_s2_fusion.scheduler, else one process" if cfg else "one process"
     p.add_argument(
         "--scheduler",
         type=scheduler,
         default=None,
-        help="map as dask tile tasks: 'local', tcp://host:8786 or a scheduler.json "
-        "(default: one process)",
+        help=f"map as dask tile tasks: 'local', tcp://host:8786 or a scheduler.json "
+        f"(default: {default})",
     )
     p.add_argument(
         "--workers",
@@ -298,6 +296,22 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="worker processes of a local cluster (alone it means --scheduler local)",
     )
+
+
+def cluster_options(args: argparse.Namespace) -> dict[str, str | int]:
+    """The ``--scheduler`` / ``--workers`` given on the command line, by cfg key."""
+    return {k: getattr(args, k) for k in ("scheduler", "workers") if getattr(args, k) is not None}
+
+
+def with_cluster(run: RunConfig, args: argparse.Namespace) -> RunConfig:
+    """``run`` with ``--scheduler`` / ``--workers`` in place of the cfg's keys, when given.
+
+    Each value was checked by its argument type; the cfg's own keys by the settings schema.
+    """
+    given = cluster_options(args)
+    if not given:
+        return run
+    return run.model_copy(update={"plugin": run.plugin.model_copy(update=given)})
 
 
 def file_prefix(text: str) -> str:

@@ -34,6 +34,18 @@ def test_predict_refuses_bad_tiles_and_prefixes(tmp_path: Path, flag, value, wor
     assert_refused(result, words, out)
 
 
+@pytest.mark.parametrize("command", [("run",), ("iota2", "step"), ("iota2", "fuse"), ("demo",)])
+@pytest.mark.parametrize(("flag", "value", "words"), [
+    ("--workers", "0", "--workers"), ("--scheduler", "ftp://x", "must be 'local'"),
+    ("--scheduler", "nowhere.json", "does not exist"),
+])  # fmt: skip
+def test_cfg_commands_refuse_bad_cluster_flags(tmp_path: Path, command, flag, value, words) -> None:
+    """--scheduler / --workers replace the cfg's keys on every command that makes maps."""
+    out = tmp_path / "demo"
+    where = ["--out", str(out)] if command == ("demo",) else [str(tmp_path / "run.cfg")]
+    assert_refused(fuse_classify(*command, *where, flag, value), words, out)
+
+
 @pytest.mark.parametrize("size", ["0", "-50", "1"])
 def test_simulate_refuses_impossible_sizes(tmp_path: Path, size: str) -> None:
     out = tmp_path / "scene"

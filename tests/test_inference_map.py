@@ -107,6 +107,24 @@ def test_outputs_are_cogs_with_codes_colours_nodata_and_probabilities(scene, tmp
     assert palette[0].get("color") == "#e6004d"
 
 
+def test_maps_people_look_at_have_overviews_probabilities_do_not(tmp_path):
+    """Class map and confidence get overviews (QGIS zoomed out); probabilities, read by
+    programs, are a COG without them (building them was most of the COG conversion)."""
+    image = np.clip(np.rint(spot_like(1100, 700, seed=2)), 1, 65535).astype(np.uint16)
+    path = tmp_path / "big.tif"
+    profile = dict(driver="GTiff", width=700, height=1100, count=4, dtype="uint16")
+    with rasterio.open(path, "w", crs=CRS.from_epsg(2154), transform=TRANSFORM, **profile) as dst:
+        dst.write(image)
+    out = predict_map(fcn(), path, tmp_path / "out", write_proba=True, progress=False)
+    levels = {}
+    for file in (out.class_map, out.confidence, out.proba):
+        with rasterio.open(file) as src:
+            assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+            levels[file.name] = src.overviews(1)
+    assert levels["map_classes.tif"] and levels["map_confidence.tif"], levels
+    assert levels["map_proba.tif"] == []
+
+
 def test_lazy_dataarray_input_gives_the_same_maps(scene, tmp_path):
     path, _ = scene
     model = fcn()

@@ -350,6 +350,23 @@ def test_fuse_with_a_probability_rule_and_reruns(routes) -> None:
         assert src.tags()["FUSION_RULE"] == "dempster_shafer_otb"
 
 
+def test_fuse_on_dask_workers_writes_the_one_process_maps(routes, two_workers) -> None:
+    """``iota2 fuse --scheduler``: the windows run as tasks on the cluster, same maps."""
+    tree, _ = routes
+    assert fuse_classify("iota2", "fuse", str(tree.cfg)).returncode == 0  # one process
+    kinds = ("classes", "confidence", "proba", "choice")
+    expected = {kind: _band(_fused(tree, kind)) for kind in kinds}
+    for kind in kinds:
+        _fused(tree, kind).unlink()
+    before = two_workers.scheduler.transition_counter
+    address = two_workers.scheduler_address
+    result = fuse_classify("iota2", "fuse", str(tree.cfg), "--scheduler", address)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert two_workers.scheduler.transition_counter > before, "no task ran on the cluster"
+    for kind, values in expected.items():
+        np.testing.assert_array_equal(_band(_fused(tree, kind)), values, err_msg=kind)
+
+
 def test_fuse_before_the_step_is_one_clear_error(tmp_path: Path, routes) -> None:
     tree, _ = routes
     text = tree.cfg.read_text().replace(str(tree.output), str(tmp_path / "empty"))

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from iota2_spot_s2.inference.allocator import heap_allocations
 from iota2_spot_s2.inference.sources import ArraySource, WindowSource
 from iota2_spot_s2.inference.tiling import (
     Tile,
@@ -73,6 +74,23 @@ class TileResult:
     tile: Tile
     proba: np.ndarray
     invalid: np.ndarray
+
+
+def core_probabilities(
+    logits: torch.Tensor, tiles: list[Tile], keys: list[int]
+) -> dict[int, np.ndarray]:
+    """Softmax probabilities ``(K, h, w)`` of each tile's core, by key.
+
+    The logits are cropped to the core before the softmax: the margins (a third of a 512 px
+    tile's read window) are never normalised or copied back.
+    """
+    out = {}
+    for key, tile, tile_logits in zip(keys, tiles, logits, strict=True):
+        (r0, c0), (h, w) = tile.core_offset, tile.core.shape
+        with torch.inference_mode():
+            core = tile_logits[:, r0 : r0 + h, c0 : c0 + w].float()
+            out[key] = np.ascontiguousarray(torch.softmax(core, dim=0).cpu().numpy())
+    return out
 
 
 def fold_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
@@ -151,13 +169,17 @@ class Engine:
         self.mean = np.asarray(loaded.band_mean, np.float32).reshape(-1, 1, 1)
         self.std = np.asarray(loaded.band_std, np.float32).reshape(-1, 1, 1)
         self.n_classes = len(loaded.class_codes)
+        self._heap = contextlib.ExitStack()
 
     def __enter__(self) -> Engine:
+        """Keep freed tile memory in the process meanwhile (see :mod:`.allocator`)."""
+        self._heap.enter_context(heap_allocations())
         return self
 
     def __exit__(self, *exc: object) -> None:
         """Put the caller's model back in training mode if it was (eval is set for inference)."""
         self._user_net.train(self._was_training)
+        self._heap.close()
 
     def _margin(self, margin: int | None) -> int:
         if margin is None:
@@ -201,16 +223,15 @@ class Engine:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
-    def run_dense(self, windows: np.ndarray) -> np.ndarray:
-        """Softmax probabilities ``(N, K, H, W)`` of a batch of read windows ``(N, C, H, W)``."""
+    def run_dense(self, windows: np.ndarray) -> torch.Tensor:
+        """Logits ``(N, K, H, W)`` of a batch of read windows ``(N, C, H, W)``."""
         x = torch.from_numpy(windows)
         if self.device.type == "cuda":  # page-locked host memory: an asynchronous copy
             x = x.pin_memory().to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self._autocast():
-            logits = self.net(x)
-        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+            return self.net(x)
 
     def run_per_pixel(self, window: np.ndarray, tile: Tile) -> np.ndarray:
         """Core probabilities ``(K, h, w)`` from one 65x65 patch per core pixel."""
@@ -240,10 +261,8 @@ class Engine:
         todo = [i for i, (_, inv) in enumerate(reads) if not (skip_invalid and inv.all())]
         results = {}
         if todo and self.mode == "dense":
-            proba = self.run_dense(np.stack([reads[i][0] for i in todo]))
-            for i, p in zip(todo, proba, strict=True):
-                (r0, c0), (h, w) = group[i].core_offset, group[i].core.shape
-                results[i] = np.ascontiguousarray(p[:, r0 : r0 + h, c0 : c0 + w])
+            logits = self.run_dense(np.stack([reads[i][0] for i in todo]))
+            results = core_probabilities(logits, [group[i] for i in todo], todo)
         elif todo:
             results = {i: self.run_per_pixel(reads[i][0], group[i]) for i in todo}
         out = []

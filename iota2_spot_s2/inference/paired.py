@@ -40,7 +40,7 @@ import xarray as xr
 
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
-from iota2_spot_s2.inference.engine import Engine, TileResult
+from iota2_spot_s2.inference.engine import Engine, TileResult, core_probabilities
 from iota2_spot_s2.inference.engine_work import engine_work
 from iota2_spot_s2.inference.predict import (
     MapOutputs,
@@ -144,16 +144,15 @@ class PairedEngine(Engine):
         self._s2_windows[tile.index] = self.read_s2(tile.read)
         return window, invalid
 
-    def run_pair(self, spot: np.ndarray, s2: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """Softmax probabilities ``(N, K, H, W)`` of a batch of paired read windows."""
+    def run_pair(self, spot: np.ndarray, s2: np.ndarray, valid: np.ndarray) -> torch.Tensor:
+        """Logits ``(N, K, H, W)`` of a batch of paired read windows."""
         x = torch.from_numpy(spot).to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         s = torch.from_numpy(s2).to(self.device)
         v = torch.from_numpy(valid).to(self.device)
         with torch.inference_mode(), self._autocast():
-            logits = self.net(x, s, v)
-        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+            return self.net(x, s, v)
 
     def predict_batch(
         self, group: list[Tile], reads: list[tuple[np.ndarray, np.ndarray]], skip_invalid: bool
@@ -163,14 +162,12 @@ class PairedEngine(Engine):
         todo = [i for i, (_, inv) in enumerate(reads) if not (skip_invalid and inv.all())]
         results = {}
         if todo:
-            proba = self.run_pair(
+            logits = self.run_pair(
                 np.stack([reads[i][0] for i in todo]),
                 np.stack([s2[i][0] for i in todo]),
                 np.array([s2[i][1] for i in todo], dtype=bool),
             )
-            for i, p in zip(todo, proba, strict=True):
-                (r0, c0), (h, w) = group[i].core_offset, group[i].core.shape
-                results[i] = np.ascontiguousarray(p[:, r0 : r0 + h, c0 : c0 + w])
+            results = core_probabilities(logits, [group[i] for i in todo], todo)
         out = []
         for i, (tile, (_, invalid)) in enumerate(zip(group, reads, strict=True)):
             empty = np.zeros((self.n_classes, *tile.core.shape), np.float32)

@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from iota2_spot_s2.inference.sources import (
     source_grid,
     source_identity,
 )
-from iota2_spot_s2.inference.tiling import Tile, batches
+from iota2_spot_s2.inference.tiling import DEFAULT_TILE, Tile, batches
 from iota2_spot_s2.inference.writers import (
     FINGERPRINT_TAG,
     MapWriter,
@@ -83,7 +84,7 @@ def predict_map(
     image: str | os.PathLike[str] | xr.DataArray,
     out_dir: str | os.PathLike[str],
     *,
-    tile: int = 512,
+    tile: int = DEFAULT_TILE,
     margin: int | None = None,
     write_proba: bool = False,
     nomenclature: Nomenclature | None = None,
@@ -209,8 +210,15 @@ def write_tiles(
     """
 
     def local(todo: list[Tile]) -> None:
-        for res in engine.iter_results(source, todo, progress=progress):
-            writer.write(res.tile.core, res.proba, res.invalid)
+        # encode + write tile k in a thread while the network runs tile k + 1 (one in flight)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending: Future[None] | None = None
+            for res in engine.iter_results(source, todo, progress=progress):
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(writer.write, res.tile.core, res.proba, res.invalid)
+            if pending is not None:
+                pending.result()
 
     return write_units(
         writer, tiles, core_of=lambda t: t.core, local=local, work=work,

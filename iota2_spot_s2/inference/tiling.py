@@ -91,6 +91,15 @@ class Tile:
         return (self.core.row - self.read.row, self.core.col - self.read.col)
 
 
+#: Default tile core side of a map (``predict``, ``spot_s2_fusion.tile_size``). The read window
+#: is the core plus the FCN's 72 px margin on each side, computed again by both neighbours: 1.64x
+#: the core's pixels at 512, 1.30x at 1024, 1.15x at 2048. Measured end to end on 2 cores
+#: (``benchmarks/bench_mapping.py``, docs/RESULTS.md), 1024 is the fastest whose working set
+#: stays about 2 GiB (peak RSS with probabilities ~1.9 GiB, against ~0.9 GiB at 512); 2048 needs
+#: ~7 GiB for no gain here.
+DEFAULT_TILE = 1024
+
+
 def round_up(value: int, multiple: int) -> int:
     """Smallest multiple of ``multiple`` that is >= ``value``."""
     return -(-value // multiple) * multiple

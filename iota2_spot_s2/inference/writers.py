@@ -8,7 +8,8 @@ Files (``<prefix>`` defaults to ``map``), all on the input's grid:
   confidence); **nodata 255** (0 would be a legal value).
 - ``<prefix>_proba.tif`` (optional): uint16 ``round(1000 * p)``, one band per class in increasing
   code order like iota2's ``PROBAMAP``; band descriptions ``"<code> <name>"`` and band tags
-  ``code``/``name``; **nodata 65535**. Rounding makes each pixel sum to 1000 within ±K/2.
+  ``code``/``name``; **nodata 65535**. Rounding makes each pixel sum to 1000 within ±K/2. A COG
+  without overviews (read by programs; building them was most of a map's COG conversion).
 
 Each file is first written as a hidden tiled GeoTIFF in the output folder, named
 ``.<name>.<fingerprint[:12]>.partial`` — no ``.tif`` suffix, so that no ``*.tif`` search (iota2's
@@ -47,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import torch
 from rasterio.windows import Window
 
 from iota2_spot_s2.errors import InputError
@@ -145,16 +147,30 @@ def is_complete(spec: OutputFile, grid: Grid, fingerprint: str) -> bool:
         return False
 
 
-def encode(proba: np.ndarray, invalid: np.ndarray, codes: np.ndarray) -> dict[str, np.ndarray]:
-    """Turn float probabilities ``(K, h, w)`` into the three output arrays."""
-    best = proba.argmax(axis=0)
-    classes = codes[best]
-    confidence = np.rint(proba.max(axis=0) * 100).astype(np.uint8)
-    scaled = np.rint(proba * PROBA_SCALE).astype(np.uint16)
-    classes[invalid] = 0
-    confidence[invalid] = CONFIDENCE_NODATA
-    scaled[:, invalid] = PROBA_NODATA
-    return {"classes": classes[None], "confidence": confidence[None], "proba": scaled}
+def encode(
+    proba: np.ndarray, invalid: np.ndarray, codes: np.ndarray, kinds: Sequence[str] = KINDS
+) -> dict[str, np.ndarray]:
+    """Turn float probabilities ``(K, h, w)`` into the output arrays named in ``kinds``.
+
+    The best class and its probability come from one ``torch.max`` over the classes (first
+    maximum on ties, like ``numpy.argmax``; twice as fast on a 1 Mpx tile); the scaled
+    probabilities are only computed when written.
+    """
+    top, best = torch.from_numpy(np.ascontiguousarray(proba)).max(dim=0)
+    out = {}
+    if "classes" in kinds:
+        classes = codes[best.numpy()]
+        classes[invalid] = 0
+        out["classes"] = classes[None]
+    if "confidence" in kinds:
+        confidence = np.rint(top.numpy() * 100).astype(np.uint8)
+        confidence[invalid] = CONFIDENCE_NODATA
+        out["confidence"] = confidence[None]
+    if "proba" in kinds:
+        scaled = np.rint(proba * PROBA_SCALE).astype(np.uint16)
+        scaled[:, invalid] = PROBA_NODATA
+        out["proba"] = scaled
+    return out
 
 
 class MapWriter:
@@ -249,7 +265,7 @@ class MapWriter:
             yield self
             self._close()
             for spec, tmp, _ in self._open.values():
-                finalize_cog(tmp, spec.path)
+                finalize_cog(tmp, spec.path, overviews=spec.kind != "proba")
             finished = True
         finally:
             self._close()
@@ -316,7 +332,7 @@ class MapWriter:
     def write(self, core: PixelWindow, proba: np.ndarray, invalid: np.ndarray) -> None:
         """Write one tile core."""
         if self._open:
-            self.write_encoded(core, encode(proba, invalid, self.codes))
+            self.write_encoded(core, encode(proba, invalid, self.codes, self.kinds))
 
     def take_part(self, core: PixelWindow) -> bool:
         """Write a tile core from its part file if one exists (the part goes once journaled)."""

@@ -140,7 +140,8 @@ def fuse_tile(
     fuse_rasters(
         sources, out["classes"].parent, codes=codes, rule=rule, grid=grid,
         confusions=confusions, mob=plugin.mob, names={k: str(p) for k, p in out.items()},
-        encoding="iota2", nomenclature=nomenclature,
+        encoding="iota2", nomenclature=nomenclature, scheduler=plugin.scheduler,
+        workers=plugin.workers,
     )  # fmt: skip
     if nomenclature is not None:  # QGIS style beside the class map (it has a colour table)
         nomenclature.write_qml(out["classes"].with_suffix(".qml"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from iota2_spot_s2.inference.tiling import DEFAULT_TILE
 from iota2_spot_s2.pipeline.chain import ModelRun, run_chain
 from iota2_spot_s2.settings import PLUGIN_SECTION, STRATEGIES, format_cfg, load_config
 from iota2_spot_s2.simulation import SceneInfo
@@ -37,8 +38,12 @@ def write_demo_config(
     models: tuple[str, ...],
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
     model_steps: dict[str, int] | None = None,
+    cluster: dict[str, str | int] | None = None,
 ) -> Path:
-    """Write the iota2 cfg (``chain`` + ``spot_s2_fusion``) describing the simulated scene."""
+    """Write the iota2 cfg (``chain`` + ``spot_s2_fusion``) describing the simulated scene.
+
+    ``cluster``: ``scheduler`` / ``workers`` keys of the plugin section (dask tile tasks).
+    """
     sections = {
         "chain": {
             "output_path": str(out_dir / "outputs"),
@@ -60,13 +65,14 @@ def write_demo_config(
             "seed": seed,
             "split_block_m": 120.0,
             "simulated": True,
-            "tile_size": 512,
+            "tile_size": DEFAULT_TILE,
             "training": {
                 "max_minutes": minutes_per_model,
                 "epochs": 400,
                 "patience": 400,
             },
             "model_steps": dict(DEMO_STEPS if model_steps is None else model_steps),
+            **(cluster or {}),
         },
     }
     path = out_dir / DEMO_CFG
@@ -85,12 +91,14 @@ def run_demo(
     models: tuple[str, ...] = ("patch_cnn", "fcn"),
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
     model_steps: dict[str, int] | None = None,
+    cluster: dict[str, str | int] | None = None,
 ) -> list[ModelRun]:
     """Generate (or reuse) the simulated scene and run the chain on it; return the table rows.
 
     Each network trains for its step budget (``model_steps``, default :data:`DEMO_STEPS`), so a
     seed gives the same table on any machine; ``minutes_per_model`` adds a time budget (the first
-    budget reached stops training; with ``model_steps={}`` only time counts).
+    budget reached stops training; with ``model_steps={}`` only time counts). ``cluster``
+    (``{"scheduler": ..., "workers": ...}``) maps as dask tile tasks, written into the cfg.
     """
     from iota2_spot_s2.simulation import generate_scene, load_scene
 
@@ -109,7 +117,7 @@ def run_demo(
         scene = generate_scene(scene_dir, size_m=size_m, seed=seed)
     cfg = write_demo_config(
         scene, out_dir, seed=seed, minutes_per_model=minutes_per_model, models=models,
-        strategies=strategies, model_steps=model_steps,
+        strategies=strategies, model_steps=model_steps, cluster=cluster,
     )  # fmt: skip
     print(f"iota2 cfg written to {cfg}; running the chain (SIMULATED data)")
     return run_chain(load_config(cfg))

@@ -17,7 +17,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from iota2_spot_s2.argtypes import SCHEDULER_PATTERN
 from iota2_spot_s2.fusion._inputs import MOBS
+from iota2_spot_s2.inference.tiling import DEFAULT_TILE
 from iota2_spot_s2.models.fusion_net import EarlyFusionNet
 from iota2_spot_s2.models.registry import MODELS
 from iota2_spot_s2.settings.rules import CfgPath, OneOf, PathMap, Rule, Words, cfg_error
@@ -157,7 +159,7 @@ class PluginSettings(_Section):
     split_block_m: PositiveNumber = 96.0
     mapping_table: Annotated[Path | None, CfgPath(optional=True)] = None
     reference_layer: Annotated[str | None, Rule("a layer name (text), or None")] = None
-    tile_size: Annotated[int, Field(ge=64), Rule("an integer >= 64, in pixels")] = 512
+    tile_size: Annotated[int, Field(ge=64), Rule("an integer >= 64, in pixels")] = DEFAULT_TILE
     write_probabilities: Flag = True
     simulated: Flag = False
     checkpoint: Annotated[Path | None, CfgPath(optional=True)] = None
@@ -178,7 +180,7 @@ class PluginSettings(_Section):
     ] = "auto"
     scheduler: Annotated[
         str | None,
-        Field(pattern=r"^(local|(tcp|tls|inproc|ucx)://\S+|\S+\.json)$"),
+        Field(pattern=SCHEDULER_PATTERN),
         Rule("None, 'local', a dask scheduler address (tcp://host:port) or a scheduler .json"),
     ] = None
     workers: OptionalPositiveInt = None

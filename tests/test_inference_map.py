@@ -15,7 +15,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from iota2_spot_s2.errors import InputError
-from iota2_spot_s2.inference import predict_map
+from iota2_spot_s2.inference import Engine, predict_map
 from iota2_spot_s2.nomenclature import Nomenclature
 from iota2_spot_s2.sensors import open_spot
 from iota2_spot_s2.training import LoadedModel
@@ -123,6 +123,27 @@ def test_maps_people_look_at_have_overviews_probabilities_do_not(tmp_path):
             levels[file.name] = src.overviews(1)
     assert levels["map_classes.tif"] and levels["map_confidence.tif"], levels
     assert levels["map_proba.tif"] == []
+
+
+def test_batches_of_tiles_give_the_same_maps(scene, tmp_path):
+    """Default batch (1 on a CPU) and groups of 3 tiles per forward call: the same maps."""
+    path, _ = scene
+    one = predict_map(fcn(), path, tmp_path / "one", tile=64, write_proba=True, progress=False)
+    three = predict_map(fcn(), path, tmp_path / "three", tile=64, batch_size=3,
+                        write_proba=True, progress=False)  # fmt: skip
+    assert (read(one.class_map) == read(three.class_map)).all()
+    assert np.abs(read(one.proba).astype(int) - read(three.proba)).max() <= 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_the_batch_fills_its_memory_and_the_map_stays_the_cpu_one(scene, tmp_path):
+    path, _ = scene
+    cpu = predict_map(fcn(), path, tmp_path / "cpu", tile=64, progress=False)
+    model = fcn()
+    model.model.cuda()
+    assert Engine(model).fitting_batch((208, 208)) > 1
+    gpu = predict_map(model, path, tmp_path / "gpu", tile=64, progress=False)
+    assert (read(cpu.class_map) == read(gpu.class_map)).mean() > 0.999
 
 
 def test_lazy_dataarray_input_gives_the_same_maps(scene, tmp_path):

@@ -233,6 +233,26 @@ class Engine:
         with torch.inference_mode(), self._autocast():
             return self.net(x)
 
+    def fitting_batch(self, read_shape: tuple[int, int], limit: int = 16) -> int:
+        """Tiles per forward call that fit in the GPU's free memory; 1 on a CPU.
+
+        Measured, not guessed: one forward of a zero window of ``read_shape`` (same autocast,
+        layout and model) gives the peak memory a tile needs; the batch takes 70 % of the free
+        memory, at most ``limit`` tiles. On a CPU a larger batch computes no faster per pixel
+        (``benchmarks/bench_mapping.py``: 4 x 224 px as fast as 1 x 448 px), so it stays 1.
+        """
+        if self.device.type != "cuda" or self.mode != "dense":
+            return 1
+        torch.cuda.synchronize(self.device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(self.device)
+        before = torch.cuda.memory_allocated(self.device)
+        self.run_dense(np.zeros((1, self.mean.shape[0], *read_shape), np.float32))
+        torch.cuda.synchronize(self.device)
+        per_tile = max(1, torch.cuda.max_memory_allocated(self.device) - before)
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return int(max(1, min(limit, 0.7 * free // per_tile)))
+
     def run_per_pixel(self, window: np.ndarray, tile: Tile) -> np.ndarray:
         """Core probabilities ``(K, h, w)`` from one 65x65 patch per core pixel."""
         half, size = self.patch_size // 2, self.patch_size

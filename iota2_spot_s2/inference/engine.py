@@ -200,20 +200,33 @@ class Engine:
         """Tiles covering a scene with this engine's margin and alignment."""
         return plan_tiles(height, width, tile, self.margin, self.downsample)
 
-    def normalise(self, data: np.ndarray) -> np.ndarray:
-        """``(x - mean) / std`` with NaN -> 0, float32."""
+    def normalise(self, data: np.ndarray, in_place: bool = False) -> np.ndarray:
+        """``(x - mean) / std`` with NaN -> 0, float32.
+
+        ``in_place``: overwrite ``data`` when it is float32 (a window the caller owns; the same
+        numbers, without three scene-window temporaries).
+        """
         if data.shape[0] != self.mean.shape[0]:
             raise ValueError(f"image has {data.shape[0]} bands, model expects {self.mean.shape[0]}")
+        if in_place and data.dtype == np.float32:
+            np.subtract(data, self.mean, out=data)
+            np.divide(data, self.std, out=data)
+            return np.nan_to_num(data, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         out = (data - self.mean) / self.std
         return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32, copy=False)
 
     def read_tile(self, source: WindowSource, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
         """Normalised, zero-padded read window ``(C, H, W)`` and the core's invalid mask."""
         inside = tile.read.clip(source.height, source.width)
-        data, invalid = source.read(inside)
-        window = np.zeros((data.shape[0], *tile.read.shape), np.float32)
-        r0, c0 = inside.row - tile.read.row, inside.col - tile.read.col
-        window[:, r0 : r0 + inside.height, c0 : c0 + inside.width] = self.normalise(data)
+        data, invalid = source.read(inside)  # a fresh array: normalised in place
+        if inside == tile.read:  # inside the scene: no padding to add
+            window = np.ascontiguousarray(self.normalise(data, in_place=True), np.float32)
+        else:
+            window = np.zeros((data.shape[0], *tile.read.shape), np.float32)
+            r0, c0 = inside.row - tile.read.row, inside.col - tile.read.col
+            window[:, r0 : r0 + inside.height, c0 : c0 + inside.width] = self.normalise(
+                data, in_place=True
+            )
         cr, cc = tile.core.row - inside.row, tile.core.col - inside.col
         core_invalid = invalid[cr : cr + tile.core.height, cc : cc + tile.core.width]
         return window, np.ascontiguousarray(core_invalid)

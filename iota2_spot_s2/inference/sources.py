@@ -20,6 +20,7 @@ import rasterio
 import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
 from iota2_spot_s2.errors import InputError
@@ -37,7 +38,10 @@ class WindowSource(Protocol):
     width: int
 
     def read(self, window: PixelWindow) -> tuple[np.ndarray, np.ndarray]:
-        """Read an in-scene window: ``(data float32 (C, h, w), invalid bool (h, w))``."""
+        """Read an in-scene window: ``(data float32 (C, h, w), invalid bool (h, w))``.
+
+        ``data`` is a new array the caller owns (the engine normalises it in place).
+        """
         ...
 
 
@@ -83,12 +87,16 @@ class RasterSource:
             self.dataset.width,
         )
         self.valid_mask = _check_mask(valid_mask, self.height, self.width)
+        # no nodata, no mask band: GDAL's masks are all valid, not worth reading per window
+        flags = self.dataset.mask_flag_enums
+        self.all_valid = all(MaskFlags.all_valid in band for band in flags)
 
     def read(self, window: PixelWindow) -> tuple[np.ndarray, np.ndarray]:
         """Read an in-scene window."""
         win = Window(window.col, window.row, window.width, window.height)
         data = self.dataset.read(window=win, out_dtype=np.float32)
-        data[self.dataset.read_masks(window=win) == 0] = np.nan
+        if not self.all_valid:
+            data[self.dataset.read_masks(window=win) == 0] = np.nan
         invalid = np.isnan(data).any(axis=0)
         rows = slice(window.row, window.row_stop)
         cols = slice(window.col, window.col_stop)

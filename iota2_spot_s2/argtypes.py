@@ -41,7 +41,7 @@ def name_and_path(text: str) -> tuple[str, str]:
 
 
 #: What ``--scheduler`` and the cfg key ``spot_s2_fusion.scheduler`` accept (one rule for both).
-SCHEDULER_PATTERN = r"^(local|(tcp|tls|inproc|ucx)://\S+|\S+\.json)$"
+SCHEDULER_PATTERN = r"^(local|(tcp|tls|inproc|ucx|ws|wss)://\S+|.+\.json)$"
 
 
 def scheduler(text: str) -> str:

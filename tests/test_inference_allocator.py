@@ -10,33 +10,37 @@ from __future__ import annotations
 
 import ctypes
 import resource
-import sys
 
 import numpy as np
 import pytest
 
 from iota2_spot_s2.inference import Engine
-from iota2_spot_s2.inference.allocator import heap_allocations
+from iota2_spot_s2.inference.allocator import heap_allocations, supported
 from iota2_spot_s2.models import build_model
 from iota2_spot_s2.training import LoadedModel
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+pytestmark = pytest.mark.skipif(not supported(), reason="glibc only (a no-op elsewhere)")
+MADV_NOHUGEPAGE = 15
 
 
 def faults(rounds: int = 4, mib: int = 64) -> int:
     """Minor page faults of ``malloc``, touching and ``free`` of a ``mib`` MiB block ``rounds`` x.
 
-    Straight from the C library, as torch's CPU allocator gets its blocks (numpy would ask the
-    kernel for huge pages on large arrays, so its fault count depends on their availability).
+    Straight from the C library, as torch's CPU allocator gets its blocks, in 4 KiB pages: huge
+    pages (numpy's advice on large arrays, or a system with transparent huge pages "always")
+    would make the count depend on what the kernel has free.
     """
     libc = ctypes.CDLL(None)
     libc.malloc.restype = ctypes.c_void_p
     libc.free.argtypes = [ctypes.c_void_p]
-    size = mib * 2**20
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    size, page = mib * 2**20, resource.getpagesize()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(rounds):
         block = libc.malloc(size)
         assert block, "malloc failed"
+        start = -(-block // page) * page
+        libc.madvise(start, (block + size - start) // page * page, MADV_NOHUGEPAGE)
         ctypes.memset(block, 1, size)
         libc.free(block)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before

@@ -61,6 +61,27 @@ def test_a_pass_that_fails_midway_resumes_from_its_journal(scene, tmp_path):  # 
     assert _hidden(out) == []
 
 
+def test_a_resume_with_another_tile_size_recomputes_what_does_not_match(scene, tmp_path):  # noqa: F811
+    """Interrupted at tile 32, resumed at tile 64 (as when the default tile changed): every
+    64 px tile is computed whole. (It was skipped when its corner had been journaled by a 32 px
+    tile, leaving three quarters of it empty.)"""
+    path, _ = scene
+    base = fcn()
+    whole = predict_map(base, path, tmp_path / "whole", tile=32, write_proba=True,
+                        progress=False)  # fmt: skip
+    failing = LoadedModel(Interrupted(base.model, 15), base.class_codes, base.band_mean,
+                          base.band_std, "fcn")  # fmt: skip
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="boom"):
+        predict_map(failing, path, out, tile=32, write_proba=True, progress=False)
+    assert any(n.endswith(".journal") for n in _hidden(out))
+    again = predict_map(base, path, out, tile=64, write_proba=True, progress=False)
+    assert again.resumed_tiles == 0  # no 64 px core was written by the 32 px pass
+    for name in ("class_map", "confidence", "proba"):
+        np.testing.assert_array_equal(read(getattr(again, name)), read(getattr(whole, name)))
+    assert _hidden(out) == []
+
+
 def test_the_reported_time_is_counted_once_per_pass(scene, tmp_path):  # noqa: F811
     """Tiles are journaled as they finish; their time must not be added again at the end.
 

@@ -10,9 +10,15 @@ channels_last). That page-fault cost, not arithmetic, is what made larger tiles 
 
 :func:`heap_allocations` sets ``M_MMAP_MAX = 0`` (every block from the heap) and a trim threshold
 of 2 GiB while a map runs, so the next tile reuses the freed blocks; on leaving it puts glibc's
-defaults back and gives the freed heap back to the system (``malloc_trim``). Peak memory is the
-same bounded working set (one batch of tiles), measured flat against scene size by
-``benchmarks/bench_memory.py``. Elsewhere (macOS, musl) it does nothing.
+default values back (its dynamic mmap threshold stays off, as after any ``mallopt``; a user's
+``MALLOC_*_`` environment settings of these two are overwritten) and gives the freed heap back
+to the system (``malloc_trim``). Peak memory is the same bounded working set (one batch of
+tiles), measured flat against scene size by ``benchmarks/bench_memory.py``. Elsewhere (macOS,
+musl) it does nothing.
+
+It helps the thread that runs the network from glibc's main arena: the single-process loop (the
+caller's thread). A dask worker runs its tasks in other threads, whose secondary arenas map any
+block above 64 MiB whatever ``M_MMAP_MAX`` says, so it is not applied there (not measured).
 """
 
 from __future__ import annotations
@@ -46,6 +52,11 @@ def _glibc() -> ctypes.CDLL | None:
     return libc
 
 
+def supported() -> bool:
+    """True where :func:`heap_allocations` has an effect (Linux with glibc)."""
+    return _glibc() is not None
+
+
 def _set(keep: bool) -> None:
     libc = _glibc()
     if libc is None:
@@ -74,12 +85,3 @@ def heap_allocations() -> Iterator[None]:
             _depth -= 1
             if _depth == 0:
                 _set(False)
-
-
-def keep_heap_allocations() -> None:
-    """Keep freed blocks for the rest of the process (a dask worker mapping tile after tile)."""
-    global _depth
-    with _lock:
-        _depth += 1
-        if _depth == 1:
-            _set(True)

@@ -17,7 +17,8 @@ group)`` returns the encoded cores of a group of units. With a cluster:
    (``client.scatter(..., broadcast=True)``); each worker builds its state once per run.
 2. One task per group of units (the same groups as the single-process loop, so the numbers are
    the same): the task reads its windows itself, computes, encodes the cores and saves them as
-   *part* files in the output folder (``.<name>.<fingerprint>.parts/<row>_<col>.npz``, atomic).
+   *part* files in the output folder (``.<name>.<fingerprint>.parts/<row>_<col>_<h>x<w>.npz``,
+   atomic).
    It returns the cores it saved.
 3. The client copies each finished part into the partial GeoTIFFs window by window (the same
    :class:`~iota2_spot_s2.inference.writers.MapWriter`, journal and lock as the single-process
@@ -63,7 +64,7 @@ from tqdm.auto import tqdm
 
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.inference.tiling import PixelWindow
-from iota2_spot_s2.inference.writers import MapWriter, save_part
+from iota2_spot_s2.inference.writers import MapWriter, core_key, save_part
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def write_units(
         The units not computed by this call (journaled, or taken from parts).
 
     """
-    todo = [u for u in units if (core_of(u).row, core_of(u).col) not in writer.done]
+    todo = [u for u in units if core_key(core_of(u)) not in writer.done]
     todo = [u for u in todo if not writer.take_part(core_of(u))]  # a killed run's parts
     if scheduler is None and workers is None:
         local(todo)

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 import xarray as xr
 
-from iota2_spot_s2.inference.allocator import keep_heap_allocations
 from iota2_spot_s2.inference.engine import Engine, ModelLike
 from iota2_spot_s2.inference.sources import MaskLike, open_source
 from iota2_spot_s2.inference.tiling import PixelWindow, Tile
@@ -52,13 +51,7 @@ class EngineWork:
     valid_mask: MaskLike | None
 
     def build(self, threads: int) -> Engine:
-        """The worker's engine (the network moved to the worker's GPU for a CUDA run).
-
-        The worker keeps the memory freed between its tiles for the rest of its life
-        (:func:`~iota2_spot_s2.inference.allocator.keep_heap_allocations`): it maps tile
-        after tile, like the single-process loop inside its engine's context.
-        """
-        keep_heap_allocations()
+        """The worker's engine (the network moved to the worker's GPU for a CUDA run)."""
         model = self.model
         if self.device == "cuda":
             if not torch.cuda.is_available():

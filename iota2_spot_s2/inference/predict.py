@@ -111,9 +111,10 @@ def predict_map(
         write_proba: Also write ``<prefix>_proba.tif``.
         nomenclature: Colours (colour table, ``.qml``) and class names (band descriptions).
         prefix: File-name prefix.
-        batch_size: Tiles per forward call; ``None``: as many as fit in the GPU's free memory
-            (:meth:`~iota2_spot_s2.inference.engine.Engine.fitting_batch`, measured on the first
-            tile's window), 1 on a CPU.
+        batch_size: Tiles per forward call; ``None``: in a single-process run on a GPU, as many
+            as fit in its free memory (:meth:`~iota2_spot_s2.inference.engine.Engine.
+            fitting_batch`, measured on the first tile's window); else 1 (on a CPU a batch is no
+            faster; dask workers may share a GPU).
         mode: ``"dense"``, or ``"per_pixel"`` (patch_cnn sliding-window baseline, slow).
         autocast_bf16: bfloat16 autocast (faster, slightly different; off by default).
         channels_last: channels-last memory format (default; fp32 results equal the
@@ -150,7 +151,7 @@ def predict_map(
         autocast_bf16=autocast_bf16,
         channels_last=channels_last,
     )
-    options = dict(margin=engine.margin, mode=mode, batch_size=engine.batch_size,
+    options = dict(margin=engine.margin, mode=mode, batch_size=batch_size or 1,
                    autocast_bf16=autocast_bf16, channels_last=channels_last)  # fmt: skip
     with engine, contextlib.closing(open_source(image, valid_mask)) as source:
         _check_bands(source, engine, image)
@@ -165,9 +166,9 @@ def predict_map(
                 return _outputs(specs, qml, seconds, speed, resumed=True)
             tags = {FINGERPRINT_TAG: fingerprint, **_human_tags(model, codes, mode)}
             tiles = engine.plan(source.height, source.width, tile)
-            if batch_size is None:  # the groups (and the workers' engines) follow it
+            if batch_size is None and scheduler is None and workers is None:
+                # measured on this process's GPU: workers may share one, so they keep 1
                 engine.batch_size = engine.fitting_batch(tiles[0].read.shape)
-                options["batch_size"] = engine.batch_size
             writer = MapWriter(pending, grid, codes, nomenclature, tags, n_tiles=len(tiles))
             with writer.session():
                 start = time.perf_counter()

@@ -23,13 +23,16 @@ recomputes the others. Inside a pass, progress is kept **per tile**: every ~5 % 
 minute) the partial files are closed — GDAL then writes them completely — and the tiles done so
 far are appended to a journal ``.<name>.<fingerprint[:12]>.journal`` (fsync'd), then the files
 are reopened. A killed run (even ``kill -9``) resumes from its last journal entry, and the
-result equals an uninterrupted run. Partial files and journals of another fingerprint (an
-earlier, different run) are removed when a new pass starts; a pass that fails before its first
-journal entry removes its own.
+result equals an uninterrupted run. The journal names each core by its whole rectangle
+``(row, col, height, width)``: a rerun with another tile size recomputes every tile that is not
+exactly one already written (the map does not depend on the tile size, so overwriting is safe),
+instead of skipping a larger tile whose corner matches a smaller old one. Partial files and
+journals of another fingerprint (an earlier, different run) are removed when a new pass starts;
+a pass that fails before its first journal entry removes its own.
 
 Parts (distributed runs, :mod:`~iota2_spot_s2.inference.distributed`): a tile task on a worker
-writes its encoded core to ``.<name>.<fingerprint[:12]>.parts/<row>_<col>.npz`` (atomic rename,
-so a part that exists is complete); the writer copies it into the partial files
+writes its encoded core to ``.<name>.<fingerprint[:12]>.parts/<row>_<col>_<h>x<w>.npz``
+(atomic rename, so a part that exists is complete); the writer copies it into the partial files
 (:meth:`MapWriter.take_part`) and deletes it once the tile is in the journal. A resumed pass
 (distributed or not) takes the parts left by a killed one before computing anything.
 """
@@ -188,7 +191,7 @@ class MapWriter:
             its first journal entry, to resume (default); False removes everything.
 
     Attributes:
-        done: ``(row, col)`` of the tile cores already written by an interrupted earlier pass
+        done: :func:`core_key` of the tile cores already written by an interrupted earlier pass
             (skip them); filled by :meth:`session`.
         seconds_before: Compute time of those earlier passes.
 
@@ -212,9 +215,9 @@ class MapWriter:
         self.tags = tags
         self.key = tags.get(FINGERPRINT_TAG, "")[:12] or os.urandom(6).hex()
         self.every = max(1, n_tiles // 20) if n_tiles else 1 << 62  # else: by time only
-        self.done: set[tuple[int, int]] = set()
+        self.done: set[tuple[int, int, int, int]] = set()
         self.seconds_before = 0.0
-        self._new: list[tuple[int, int]] = []
+        self._new: list[tuple[int, int, int, int]] = []
         self._taken: list[Path] = []
         self._since = time.monotonic()
         self._open: dict[str, tuple[OutputFile, Path, rasterio.io.DatasetWriter]] = {}
@@ -291,8 +294,13 @@ class MapWriter:
             self._close()
             self._open.clear()
             return False
-        for entry in lines[1:]:
-            self.done.update((int(r), int(c)) for r, c in entry["tiles"])
+        entries = lines[1:]
+        if any(len(t) != 4 for entry in entries for t in entry["tiles"]):
+            self._close()  # an older journal (corners only): sizes unknown, start afresh
+            self._open.clear()
+            return False
+        for entry in entries:
+            self.done.update(tuple(int(v) for v in t) for t in entry["tiles"])  # type: ignore[misc]
             self.seconds_before += float(entry.get("seconds", 0.0))
         return True
 
@@ -350,7 +358,7 @@ class MapWriter:
         window = Window(core.col, core.row, core.width, core.height)
         for kind, (spec, _, dst) in self._open.items():
             dst.write(arrays[kind].astype(spec.dtype, copy=False), window=window)
-        self._new.append((core.row, core.col))
+        self._new.append(core_key(core))
         self.checkpoint()
 
     def set_timing(self, seconds: float, pixels_per_second: float) -> None:
@@ -392,9 +400,14 @@ class MapWriter:
                 dst.close()
 
 
+def core_key(core: PixelWindow) -> tuple[int, int, int, int]:
+    """How the journal names a core: its whole rectangle, so another tiling never matches."""
+    return (core.row, core.col, core.height, core.width)
+
+
 def part_path(parts: Path, core: PixelWindow) -> Path:
     """The part file of one tile core."""
-    return parts / f"{core.row}_{core.col}.npz"
+    return parts / f"{core.row}_{core.col}_{core.height}x{core.width}.npz"
 
 
 def save_part(parts: Path, core: PixelWindow, arrays: dict[str, np.ndarray]) -> Path:

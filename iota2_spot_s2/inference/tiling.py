@@ -95,8 +95,9 @@ class Tile:
 #: is the core plus the FCN's 72 px margin on each side, computed again by both neighbours: 1.64x
 #: the core's pixels at 512, 1.30x at 1024, 1.15x at 2048. Measured end to end on 2 cores
 #: (``benchmarks/bench_mapping.py``, docs/RESULTS.md), 1024 is the fastest whose working set
-#: stays about 2 GiB (peak RSS with probabilities ~1.9 GiB, against ~0.9 GiB at 512); 2048 needs
-#: ~7 GiB for no gain here.
+#: stays a few GiB (peak RSS of a map with probabilities 2.1-2.4 GiB, against ~0.9 GiB at 512,
+#: whatever the scene size); 2048 needs ~7 GiB for no gain here. With many dask workers on one
+#: host (each gets RAM / workers), 512 halves each worker's need.
 DEFAULT_TILE = 1024
 
 

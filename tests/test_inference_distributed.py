@@ -22,7 +22,7 @@ from iota2_spot_s2.inference.writers import save_part
 from iota2_spot_s2.sensors import open_spot
 from iota2_spot_s2.training import LoadedModel
 from tests.test_inference_map import NOM, fcn, read, scene  # noqa: F401 (fixture)
-from tests.test_inference_resume import Interrupted
+from tests.test_inference_resume import Interrupted, interrupted
 
 distributed = pytest.importorskip("distributed")
 
@@ -104,15 +104,7 @@ def test_a_worker_killed_mid_run_is_survived(scene, two_workers, tmp_path):  # n
 
 def test_a_failed_distributed_run_resumes_from_its_journal_and_parts(scene, two_workers, tmp_path):  # noqa: F811
     path, _ = scene
-    base = fcn()
-    whole = predict_map(base, path, tmp_path / "whole", tile=64, write_proba=True,
-                        progress=False)  # fmt: skip
-    failing = LoadedModel(Interrupted(base.model, 3), base.class_codes, base.band_mean,
-                          base.band_std, "fcn")  # fmt: skip
-    out = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="boom"):
-        predict_map(failing, path, out, tile=64, write_proba=True, progress=False,
-                    scheduler=two_workers.scheduler_address)  # fmt: skip
+    base, whole, out = interrupted(path, tmp_path, 64, 3, scheduler=two_workers.scheduler_address)
     assert not list(out.glob("*.tif")) and list(out.glob(".*.journal"))
     again = predict_map(base, path, out, tile=64, write_proba=True, progress=False,
                         scheduler=two_workers.scheduler_address)  # fmt: skip

@@ -34,21 +34,28 @@ class Interrupted(Exploding):
         return self.net.state_dict(*args, **kwargs)
 
 
+def interrupted(path: Path, tmp_path: Path, tile: int, fail_at: int, **kwargs):  # type: ignore[no-untyped-def]
+    """The uninterrupted map, and the output folder of the same run stopped at its
+    ``fail_at``-th forward call (its journal and partial files left to resume)."""
+    base = fcn()
+    alone = {k: v for k, v in kwargs.items() if k != "scheduler"}  # the reference: one process
+    whole = predict_map(base, path, tmp_path / "whole", tile=tile, write_proba=True,
+                        progress=False, **alone)  # fmt: skip
+    failing = LoadedModel(Interrupted(base.model, fail_at), base.class_codes, base.band_mean,
+                          base.band_std, "fcn")  # fmt: skip
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="boom"):
+        predict_map(failing, path, out, tile=tile, write_proba=True, progress=False, **kwargs)
+    return base, whole, out
+
+
 def _hidden(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
 def test_a_pass_that_fails_midway_resumes_from_its_journal(scene, tmp_path):  # noqa: F811
     path, _ = scene
-    base = fcn()
-    whole = predict_map(base, path, tmp_path / "whole", tile=32, write_proba=True,
-                        nomenclature=NOM, progress=False)  # fmt: skip
-    failing = LoadedModel(Interrupted(base.model, 15), base.class_codes, base.band_mean,
-                          base.band_std, "fcn")  # fmt: skip
-    out = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="boom"):
-        predict_map(failing, path, out, tile=32, write_proba=True, nomenclature=NOM,
-                    progress=False)  # fmt: skip
+    base, whole, out = interrupted(path, tmp_path, 32, 15, nomenclature=NOM)
     left = _hidden(out)
     # kept for the resume: hidden, never named *.tif (iota2's file search would take them)
     assert any(n.endswith(".journal") for n in left) and not any(n.endswith(".tif") for n in left)
@@ -66,14 +73,7 @@ def test_a_resume_with_another_tile_size_recomputes_what_does_not_match(scene, t
     64 px tile is computed whole. (It was skipped when its corner had been journaled by a 32 px
     tile, leaving three quarters of it empty.)"""
     path, _ = scene
-    base = fcn()
-    whole = predict_map(base, path, tmp_path / "whole", tile=32, write_proba=True,
-                        progress=False)  # fmt: skip
-    failing = LoadedModel(Interrupted(base.model, 15), base.class_codes, base.band_mean,
-                          base.band_std, "fcn")  # fmt: skip
-    out = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="boom"):
-        predict_map(failing, path, out, tile=32, write_proba=True, progress=False)
+    base, whole, out = interrupted(path, tmp_path, 32, 15)
     assert any(n.endswith(".journal") for n in _hidden(out))
     again = predict_map(base, path, out, tile=64, write_proba=True, progress=False)
     assert again.resumed_tiles == 0  # no 64 px core was written by the 32 px pass

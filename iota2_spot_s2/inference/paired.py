@@ -40,7 +40,7 @@ import xarray as xr
 
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
-from iota2_spot_s2.inference.engine import Engine, TileResult, core_probabilities
+from iota2_spot_s2.inference.engine import Engine, core_probabilities
 from iota2_spot_s2.inference.engine_work import engine_work
 from iota2_spot_s2.inference.predict import (
     MapOutputs,
@@ -154,25 +154,19 @@ class PairedEngine(Engine):
         with torch.inference_mode(), self._autocast():
             return self.net(x, s, v)
 
-    def predict_batch(
-        self, group: list[Tile], reads: list[tuple[np.ndarray, np.ndarray]], skip_invalid: bool
-    ) -> list[TileResult]:
-        """Run the network on a group of tiles with their S2 windows."""
+    def core_results(
+        self, group: list[Tile], reads: list[tuple[np.ndarray, np.ndarray]], todo: list[int]
+    ) -> dict[int, np.ndarray]:
+        """As :class:`Engine`, with each tile's S2 window (released for skipped tiles too)."""
         s2 = [self._s2_windows.pop(tile.index) for tile in group]
-        todo = [i for i, (_, inv) in enumerate(reads) if not (skip_invalid and inv.all())]
-        results = {}
-        if todo:
-            logits = self.run_pair(
-                np.stack([reads[i][0] for i in todo]),
-                np.stack([s2[i][0] for i in todo]),
-                np.array([s2[i][1] for i in todo], dtype=bool),
-            )
-            results = core_probabilities(logits, [group[i] for i in todo], todo)
-        out = []
-        for i, (tile, (_, invalid)) in enumerate(zip(group, reads, strict=True)):
-            empty = np.zeros((self.n_classes, *tile.core.shape), np.float32)
-            out.append(TileResult(tile, results.get(i, empty), invalid))
-        return out
+        if not todo:
+            return {}
+        logits = self.run_pair(
+            np.stack([reads[i][0] for i in todo]),
+            np.stack([s2[i][0] for i in todo]),
+            np.array([s2[i][1] for i in todo], dtype=bool),
+        )
+        return core_probabilities(logits, [group[i] for i in todo], todo)
 
 
 def _stack(

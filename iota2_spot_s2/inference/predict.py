@@ -151,7 +151,7 @@ def predict_map(
         autocast_bf16=autocast_bf16,
         channels_last=channels_last,
     )
-    options = dict(margin=engine.margin, mode=mode, batch_size=batch_size or 1,
+    options = dict(margin=engine.margin, mode=mode, batch_size=engine.batch_size,
                    autocast_bf16=autocast_bf16, channels_last=channels_last)  # fmt: skip
     with engine, contextlib.closing(open_source(image, valid_mask)) as source:
         _check_bands(source, engine, image)

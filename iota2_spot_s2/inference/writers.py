@@ -286,17 +286,15 @@ class MapWriter:
         lines = [json.loads(x) for x in self.journal.read_text().splitlines() if x.strip()]
         if not lines or lines[0].get("kinds") != [spec.kind for spec in self.specs]:
             return False
+        entries = lines[1:]
+        if any(len(t) != 4 for entry in entries for t in entry["tiles"]):
+            return False  # an older journal (corners only): sizes unknown, start afresh
         try:
             for spec in self.specs:
                 tmp = self.partial(spec)
                 self._open[spec.kind] = (spec, tmp, rasterio.open(tmp, "r+"))
         except rasterio.RasterioIOError:
             self._close()
-            self._open.clear()
-            return False
-        entries = lines[1:]
-        if any(len(t) != 4 for entry in entries for t in entry["tiles"]):
-            self._close()  # an older journal (corners only): sizes unknown, start afresh
             self._open.clear()
             return False
         for entry in entries:

@@ -18,6 +18,7 @@ Usage::
     python benchmarks/bench_mapping.py --sizes 1 16    # skip the 100 Mpx scene
     python benchmarks/bench_mapping.py --only-ratio --map-side 4096   # [1] for fcn, 3 rounds,
                                                        # tiles 512 and the default (~8 minutes)
+    python benchmarks/bench_mapping.py --only-core     # whole window vs forward_core (~1 min)
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
-from iota2_spot_s2.inference import predict_array, predict_map
+from iota2_spot_s2.inference import Engine, predict_array, predict_map
 from iota2_spot_s2.inference.allocator import heap_allocations
 from iota2_spot_s2.inference.tiling import DEFAULT_TILE
 from iota2_spot_s2.models import build_model
@@ -103,6 +104,34 @@ def bare_forward(
     return runs * batch * tile * tile / (time.perf_counter() - tic) / 1e6
 
 
+def bench_core_forward(rounds: int = 5, tiles: tuple[int, ...] = (512, DEFAULT_TILE)) -> None:
+    """The FCN on one read window: whole-window pass vs ``forward_core`` (interleaved medians).
+
+    Both on the engine's own network (BatchNorm folded, channels_last), at the engine's margin;
+    Mpx/s count the core's pixels, as a map does.
+    """
+    engine = Engine(loaded("fcn"))
+    net, margin = engine.net, engine.margin
+    for bf16 in (False, True):
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+        for tile in tiles:
+            side = tile + 2 * margin
+            x = torch.randn(1, BANDS, side, side).contiguous(memory_format=torch.channels_last)
+            times: dict[str, list[float]] = {"whole": [], "core": []}
+            with engine, torch.inference_mode(), ctx:
+                net(x), net.forward_core(x, margin)  # warm-up
+                for _ in range(rounds):
+                    for label, run in (("whole", net), ("core", lambda t: net.forward_core(
+                            t, margin))):  # fmt: skip
+                        tic = time.perf_counter()
+                        run(x)
+                        times[label].append(time.perf_counter() - tic)
+            whole, core = (float(np.median(times[k])) for k in ("whole", "core"))
+            print(f"  {'bf16' if bf16 else 'fp32'} tile {tile} (window {side}): whole window "
+                  f"{tile * tile / whole / 1e6:.2f} Mpx/s, core only {tile * tile / core / 1e6:.2f}"
+                  f" Mpx/s: time x{core / whole:.3f}", flush=True)  # fmt: skip
+
+
 def bench_mapping(
     tmp: Path,
     side: int,
@@ -117,7 +146,9 @@ def bench_mapping(
     too at the default tile), so a busy spell of the machine hits both sides of the ratio. The
     bare net runs with the engine's allocator setting (:mod:`iota2_spot_s2.inference.allocator`),
     like the map. "pass" is ``predict_map``'s own figure (read -> COG partial files); "wall" adds
-    the fingerprint, the COG conversion and everything else the call does.
+    the fingerprint, the COG conversion and everything else the call does. "kernel CPU" and
+    "page faults" (whole process, during the call) show the one-time cost of touching the
+    working set's fresh pages, which the bare figure (after a warm-up pass) leaves out.
     """
     image = write_scene(tmp / f"scene_{side}.tif", side)
     out: dict[str, float] = {}
@@ -136,23 +167,29 @@ def bench_mapping(
                 for tile in tiles:
                     for proba in (False, True) if tile == DEFAULT_TILE else (False,):
                         out_dir = tmp / f"{name}_{label}_{tile}_{proba}"
-                        tic = time.perf_counter()
+                        before, tic = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
                         res = predict_map(model, image, out_dir, tile=tile, write_proba=proba,
                                           progress=False, **opts)  # fmt: skip
                         wall = side * side / (time.perf_counter() - tic)
+                        after = resource.getrusage(resource.RUSAGE_SELF)
                         shutil.rmtree(out_dir)  # the next round maps again (no resume)
-                        runs[tile, proba].append((res.pixels_per_second / 1e6, wall / 1e6))
+                        system = after.ru_stime - before.ru_stime
+                        faults = (after.ru_minflt - before.ru_minflt) / 1e3
+                        runs[tile, proba].append((res.pixels_per_second / 1e6, wall / 1e6,
+                                                  system, faults))  # fmt: skip
             bare = float(np.median(bare_runs))
             out[f"{name} bare {label}"] = bare
             print(f"  {name} {label}: bare net {bare:.3f} Mpx/s (rounds: "
                   f"{', '.join(f'{b:.2f}' for b in bare_runs)})", flush=True)  # fmt: skip
             for (tile, proba), speeds in runs.items():
-                mpx, wall = (float(np.median(v)) for v in zip(*speeds, strict=True))
+                mpx, wall, system, faults = (float(np.median(v)) for v in zip(*speeds, strict=True))
                 key = f"{name} dense {label} tile {tile}{' +proba' if proba else ''}"
                 out[key], out[f"{key} / bare"], out[f"{key} wall"] = mpx, mpx / bare, wall
+                out[f"{key} kernel s"] = system
                 print(f"    tile {tile:5d}{' +proba' if proba else '       '} pass {mpx:6.3f} Mpx/s"
                       f" = {mpx / bare:5.1%} of bare, wall {wall:6.3f} Mpx/s = "
-                      f"{wall / bare:5.1%}", flush=True)  # fmt: skip
+                      f"{wall / bare:5.1%}; kernel CPU {system:5.2f} s, {faults:.0f} k page "
+                      "faults", flush=True)  # fmt: skip
     return out
 
 
@@ -234,11 +271,18 @@ def main() -> None:
                         help="tile sizes (--only-ratio)")  # fmt: skip
     parser.add_argument("--only-rss", action="store_true", help="run part [4] only")
     parser.add_argument(
+        "--only-core", action="store_true", help="FCN whole-window pass vs forward_core only"
+    )
+    parser.add_argument(
         "--only-ratio",
         action="store_true",
         help="run part [1] for fcn only: end to end vs the bare network",
     )
     args = parser.parse_args()
+    if args.only_core:
+        print(f"[core] fcn forward on one read window, {args.rounds} interleaved rounds")
+        bench_core_forward(max(args.rounds, 3), tuple(args.tiles))
+        return
     if args.only_ratio:
         with tempfile.TemporaryDirectory() as name:
             print(f"[1] fcn end to end on {args.map_side}x{args.map_side} px vs the bare net, "

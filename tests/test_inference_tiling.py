@@ -91,7 +91,7 @@ def test_too_small_margin_breaks_tile_independence_and_warns():
     model = loaded("fcn", widths=(8, 16, 24))
     image = spot_like(128, 128)
     whole = predict_array(model, image)
-    with pytest.warns(UserWarning, match="receptive-field"):
+    with pytest.warns(UserWarning, match="context"):
         tiled = predict_array(model, image, tile=32, margin=8)
     assert np.abs(tiled - whole).max() > 1e-3
 

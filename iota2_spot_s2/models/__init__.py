@@ -23,7 +23,10 @@ Registered models (numbers for ``in_channels=4, n_classes=10``):
   the same weights as a dilated fully convolutional network, so output ``(i, j)`` equals
   ``forward_patches`` on the 65x65 patch centred on ``(i, j)`` of the padded input.
 - ``fcn`` (:class:`~iota2_spot_s2.models.fcn.FCN`): residual encoder-decoder with U-Net skips and
-  SegNet pooling indices, ≈1.33 M parameters, ``downsample=8``, ``receptive_field=134``.
+  SegNet pooling indices, ≈1.33 M parameters, ``downsample=8``, ``receptive_field=134``,
+  ``context=63`` (reach beyond an aligned core: the engine's margin), and
+  ``forward_core(x, margin)`` (logits of the window less ``margin`` px, the decoder computed on
+  the core alone; ``has_core_forward = True``).
 - ``early_fusion`` (:class:`~iota2_spot_s2.models.fusion_net.EarlyFusionNet`): the ``fcn`` plus a
   Sentinel-2 temporal branch at 10 m whose features are interpolated to the 1/4 decoder level
   and concatenated there; ``forward(spot, s2=None, s2_valid=None)`` takes the S2 tensor at its

@@ -42,6 +42,10 @@ class SegmentationModel(nn.Module):
     name: ClassVar[str] = ""
     downsample: int = 1
     receptive_field: int = 1
+    #: Pixels of context an aligned core (start and size multiples of ``downsample``) needs on
+    #: each side; the engine's default margin. ``None``: half the receptive field.
+    context: int | None = None
+    has_core_forward: ClassVar[bool] = False
 
     def __init__(self, in_channels: int, n_classes: int) -> None:
         super().__init__()

@@ -26,21 +26,25 @@ for an earlier ``(32, 80, 128)`` variant of the same parameter count.
 concatenated to the unpooled decoder features (U-Net). Three pooling levels give
 ``downsample = 8``; the receptive field is computed from the layers at construction
 (:mod:`~iota2_spot_s2.models.receptive_field`): **134 px** with the defaults, deliberately small
-so that the map stays local. About 1.33 M parameters for C=4, K=10. Weights use Kaiming init;
-the 1x1 head starts at std 0.01 (initial loss ~ log K). The forward pass is a fixed
-graph (no data-dependent Python loops) that runs with channels_last tensors and under
+so that the map stays local; a core aligned on the 8 px grid needs only ``context`` = **63 px**
+on each side (:meth:`~iota2_spot_s2.models.receptive_field.Support.aligned_context`), and
+:meth:`FCN.forward_core` computes such a core without the decoder's margins
+(:mod:`~iota2_spot_s2.models.core_forward`). About 1.33 M parameters for C=4, K=10. Weights
+use Kaiming init; the 1x1 head starts at std 0.01 (initial loss ~ log K). The forward pass is a
+fixed graph (no data-dependent Python loops) that runs with channels_last tensors and under
 ``torch.autocast("cpu", dtype=torch.bfloat16)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import ClassVar, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iota2_spot_s2.models import core_forward
 from iota2_spot_s2.models.base import SegmentationModel, kaiming_init
 from iota2_spot_s2.models.receptive_field import Support
 
@@ -86,6 +90,8 @@ class FCN(SegmentationModel):
     """
 
     name = "fcn"
+    #: :meth:`forward_core` computes a window's core alone (the engine's dense path uses it).
+    has_core_forward: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -119,7 +125,10 @@ class FCN(SegmentationModel):
         )
         self.dropout = nn.Dropout2d(dropout)
         self.head = nn.Conv2d(widths[0], n_classes, 1)
-        self.receptive_field = self._support().size
+        support = self._support()
+        self.receptive_field = support.size
+        self.context = support.aligned_context(self.downsample)
+        self.core_plan = core_forward.core_plan(self)
         kaiming_init(self)
         nn.init.normal_(self.head.weight, std=0.01)  # near-uniform start: first loss ~ log K
 
@@ -139,6 +148,14 @@ class FCN(SegmentationModel):
             x = self.unpool(x, indices[level], output_size=skip.shape[-2:])
             x = self.decoder[level](torch.cat((x, skip), dim=1))
         return self.head(self.dropout(x))
+
+    def forward_core(self, x: torch.Tensor, margin: int) -> torch.Tensor:
+        """Logits of ``x`` less ``margin`` px on every side, computing only what they need.
+
+        Equal to ``forward(x)`` cropped, up to float rounding (inference only: no batch
+        statistics, dropout off); see :mod:`~iota2_spot_s2.models.core_forward`.
+        """
+        return core_forward.forward_core(self, x, margin)
 
     def _support(self) -> Support:
         """Walk the layers (kernels, dilations, strides, unpooling) as :meth:`forward` does."""

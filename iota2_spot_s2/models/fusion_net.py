@@ -62,7 +62,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import cast
+from typing import ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -171,6 +171,8 @@ class EarlyFusionNet(FCN):
     """
 
     name = "early_fusion"
+    #: The S2 branch joins the decoder: the engine runs the whole window.
+    has_core_forward: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -217,7 +219,9 @@ class EarlyFusionNet(FCN):
         self.missing = nn.Parameter(torch.zeros(s2_features))
         kaiming_init(self.s2_encoder)
         kaiming_init(self.fuse if level == levels else self.decoder[level])
-        self.receptive_field = self._fused_support().size
+        support = self._fused_support()
+        self.receptive_field = support.size
+        self.context = support.aligned_context(self.downsample)
 
     @property
     def s2_shape_factor(self) -> Fraction:

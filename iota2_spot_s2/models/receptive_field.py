@@ -45,6 +45,23 @@ class Support:
         """Receptive field in input pixels: the widest interval over all phases."""
         return max(h - lo + 1 for lo, h in zip(self.lo, self.hi, strict=True))
 
+    def aligned_context(self, block: int) -> int:
+        """Context a core needs on each side when it starts and ends on multiples of ``block``.
+
+        The widest reach, before the core's first pixel and after its last, of any pixel of a
+        core aligned to ``block`` (a stride-1 support): less than half the receptive field when
+        the reach depends on the phase, as after pooling and unpooling, because the pixels that
+        reach far to one side sit at the core's other end.
+        """
+        if self.stride != 1:
+            raise ValueError(f"aligned_context needs a stride-1 support, got stride {self.stride}")
+        reach = 0
+        for start in range(0, math.lcm(block, self.period), block):
+            for offset in range(block):
+                first, last = self.interval(start + offset)
+                reach = max(reach, start - first, last - (start + block - 1))
+        return reach
+
     def interval(self, i: int) -> tuple[int, int]:
         """First and last input pixel seen by feature pixel ``i``."""
         phase = i % self.period

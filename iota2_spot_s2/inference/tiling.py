@@ -95,10 +95,10 @@ class Tile:
 #: is the core plus the FCN's 64 px margin on each side, computed again by both neighbours: 1.56x
 #: the core's pixels at 512, 1.27x at 1024, 1.13x at 2048 (only the FCN's encoder pays it: its
 #: decoder computes the core alone, :mod:`iota2_spot_s2.models.core_forward`). Measured end to
-#: end on 2 cores (``benchmarks/bench_mapping.py``, docs/RESULTS.md), 1024 is the fastest whose working set
-#: stays a few GiB (peak RSS of a map with probabilities 2.1-2.4 GiB, against ~0.9 GiB at 512,
-#: whatever the scene size); 2048 needs ~7 GiB for no gain here. With many dask workers on one
-#: host (each gets RAM / workers), 512 halves each worker's need.
+#: end on 2 cores (``benchmarks/bench_mapping.py``, docs/RESULTS.md), 1024 is the fastest whose
+#: working set stays a few GiB (peak RSS of a map with probabilities 1.8 GiB at 16 Mpx, 1.3 GiB
+#: for one tile, whatever the scene size); 2048 needs ~7 GiB for no gain here. With many dask
+#: workers on one host (each gets RAM / workers), 512 halves each worker's need.
 DEFAULT_TILE = 1024
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
 from iota2_spot_s2.inference import Engine
+from iota2_spot_s2.inference.tiling import round_up
 from iota2_spot_s2.models import build_model
 from iota2_spot_s2.training import LoadedModel
 
@@ -33,7 +36,7 @@ def fcn(seed: int = 0, **kwargs: object) -> torch.nn.Module:
 def test_core_equals_the_whole_window_pass_cropped(kwargs):
     net = fcn(**kwargs)
     d, plan = net.downsample, net.core_plan
-    aligned = -(-net.context // d) * d
+    aligned = round_up(net.context, d)
     for margin in (aligned, aligned + 2 * d):
         x = torch.randn(2, 4, 2 * margin + 5 * d, 2 * margin + 7 * d)
         with torch.no_grad():
@@ -73,7 +76,11 @@ def test_engine_trims_fcn_windows_only():
     engine = Engine(LoadedModel(fcn(), codes, *stats, "fcn"))
     assert engine.margin == 64 and engine.trimmed == 64  # the context rounded up to 8
     patch = Engine(LoadedModel(build_model("patch_cnn", 4, 5).eval(), codes, *stats, "patch_cnn"))
-    assert patch.trimmed == 0 and patch.margin == 33
+    assert patch.trimmed == 0 and patch.margin == 33  # half its 65 px receptive field, as before
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its 32 px radius suffices: no warning
+        Engine(LoadedModel(build_model("patch_cnn", 4, 5).eval(), codes, *stats, "patch_cnn"),
+               margin=32)  # fmt: skip
     window = np.random.default_rng(0).normal(size=(1, 4, 256, 200)).astype(np.float32)
     assert engine.run_dense(window).shape == (1, 5, 128, 72)
     contiguous = Engine(LoadedModel(fcn(), codes, *stats, "fcn"), channels_last=False)

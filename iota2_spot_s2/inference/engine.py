@@ -164,10 +164,16 @@ class Engine:
         self.mode = mode
         self.downsample = int(getattr(net, "downsample", 1))
         self.receptive_field = int(getattr(net, "receptive_field", 1))
-        context = getattr(net, "context", None)  # None: half the receptive field
-        self.context = default_margin(self.receptive_field, 1) if context is None else int(context)
+        context = getattr(net, "context", None)
+        # without a model context: the receptive-field radius warns, half the field is the default
+        self.context = (self.receptive_field - 1) // 2 if context is None else int(context)
         self.patch_size = int(getattr(net, "patch_size", 65))
-        self.margin = self._margin(margin)
+        default = (
+            default_margin(self.receptive_field, self.downsample)
+            if context is None
+            else round_up(self.context, self.downsample)
+        )
+        self.margin = self._margin(margin, default)
         self.batch_size = max(1, int(batch_size))
         self.autocast_bf16 = autocast_bf16
         self.channels_last = channels_last
@@ -198,11 +204,11 @@ class Engine:
         self._user_net.train(self._was_training)
         self._heap.close()
 
-    def _margin(self, margin: int | None) -> int:
-        """The model's context (its aligned reach, else half its receptive field), aligned."""
+    def _margin(self, margin: int | None, default: int) -> int:
+        """The user's margin, checked against the model's context; else ``default``."""
         if margin is None:
             needed = self.patch_size // 2 if self.mode == "per_pixel" else 0
-            return max(round_up(self.context, self.downsample), needed)
+            return max(default, needed)
         margin = check_margin(margin, self.downsample)
         if self.mode == "per_pixel" and margin < self.patch_size // 2:
             raise ValueError(f"per_pixel mode needs margin >= {self.patch_size // 2}")

@@ -140,3 +140,24 @@ def test_parts_left_by_a_killed_client_are_taken_without_computing(scene, tmp_pa
     again = predict_map(never, path, out, tile=64, write_proba=True, progress=False)
     _same_maps(whole, again)
     assert not parts.exists()
+
+
+def test_a_worker_encodes_only_the_outputs_the_writer_still_needs(scene):  # noqa: F811
+    """Probabilities already finished (or not asked for) are not computed into every part."""
+    from iota2_spot_s2.inference.engine import Engine
+    from iota2_spot_s2.inference.engine_work import engine_work
+
+    path, _ = scene
+    model = fcn()
+    options = {"margin": None, "batch_size": 1}
+    every = engine_work(model, path, None, Engine, options)
+    some = engine_work(model, path, None, Engine, options, ["classes", "confidence"])
+    engine = every.build(1)
+    group = engine.plan(*read(path).shape[-2:], 64)[:2]
+    with engine:
+        full, only = every.compute(engine, group), some.compute(engine, group)
+    assert [set(arrays) for _, arrays in full] == [{"classes", "confidence", "proba"}] * 2
+    assert [set(arrays) for _, arrays in only] == [{"classes", "confidence"}] * 2
+    for (_, a), (_, b) in zip(full, only, strict=True):
+        for kind in ("classes", "confidence"):
+            np.testing.assert_array_equal(a[kind], b[kind])

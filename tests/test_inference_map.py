@@ -283,3 +283,29 @@ def test_real_vhr_image_maps_seamlessly_on_its_own_grid(shared_data, tmp_path):
         assert (dst.crs, dst.transform, dst.shape) == grid
     assert ((classes == 0) == invalid).all()
     assert (classes[~invalid] == expected[~invalid]).mean() > 0.999
+
+
+def test_the_room_check_counts_the_uncompressed_partial_files(tmp_path):
+    """Partial files are written uncompressed (GDAL forgets a compression level when a file is
+    reopened at a checkpoint): a file-size limit below their raw size is refused up front."""
+    import resource
+    import signal
+
+    from iota2_spot_s2.grid import Grid
+    from iota2_spot_s2.inference.writers import check_room, output_files
+
+    side = 8192
+    grid = Grid(CRS.from_epsg(2154), TRANSFORM, side, side)
+    specs = output_files(tmp_path, "map", list(CODES), proba=True)
+    proba_bytes = side * side * len(CODES) * 2  # uint16 per class
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # nothing may die meanwhile
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (proba_bytes - 1, hard))
+        with pytest.raises(InputError, match=f"limit .* is {proba_bytes - 1} bytes.* {proba_bytes}"):
+            check_room(specs, grid)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (proba_bytes, hard))
+        check_room(specs, grid)  # exactly the raw size fits
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)

@@ -87,3 +87,13 @@ def test_engine_trims_fcn_windows_only():
     assert contiguous.trimmed == 0 and contiguous.run_dense(window).shape == (1, 5, 256, 200)
     with pytest.warns(UserWarning, match="context 63"):
         Engine(LoadedModel(fcn(), codes, *stats, "fcn"), margin=56)
+
+
+def test_early_fusion_refuses_forward_core_instead_of_ignoring_sentinel2():
+    """Its S2 branch joins the decoder: a core from the SPOT window alone would be wrong."""
+    from iota2_spot_s2.models.fusion_net import EarlyFusionNet
+
+    net = EarlyFusionNet(4, 5, s2_channels=3, n_dates=2, ratio="20/3", widths=(8, 16)).eval()
+    assert net.core_plan is None and not net.has_core_forward
+    with pytest.raises(NotImplementedError, match="EarlyFusionNet has no forward_core"):
+        net.forward_core(torch.randn(1, 4, 240, 240), 80)

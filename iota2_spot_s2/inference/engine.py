@@ -100,6 +100,15 @@ def core_probabilities(
     return out
 
 
+def zero_nonfinite(array: np.ndarray) -> np.ndarray:
+    """NaN and infinities set to 0, in place (``np.nan_to_num`` without its copies and masks:
+    11 ms on a 4-band 1152 px window, against ~1.5 ms to find there is nothing to do)."""
+    finite = np.isfinite(array)
+    if not finite.all():
+        np.copyto(array, 0.0, where=~finite)
+    return array
+
+
 def fold_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
     """Fold each ``Conv2d`` + ``BatchNorm2d`` pair of a ``Sequential`` into one convolution.
 
@@ -235,9 +244,8 @@ class Engine:
         if in_place and data.dtype == np.float32:
             np.subtract(data, self.mean, out=data)
             np.divide(data, self.std, out=data)
-            return np.nan_to_num(data, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        out = (data - self.mean) / self.std
-        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32, copy=False)
+            return zero_nonfinite(data)
+        return zero_nonfinite(((data - self.mean) / self.std).astype(np.float32, copy=False))
 
     def read_tile(self, source: WindowSource, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
         """Normalised, zero-padded read window ``(C, H, W)`` and the core's invalid mask."""

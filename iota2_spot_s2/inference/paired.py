@@ -312,7 +312,7 @@ def predict_early_fusion_map(
                 skipped = write_tiles(
                     engine, source, writer, tiles, progress=progress, scheduler=scheduler,
                     workers=workers, work=lambda: engine_work(model, spot, valid_mask,
-                                                              PairedEngine, options),
+                                                              PairedEngine, options, writer.kinds),
                 )  # fmt: skip
                 seconds = writer.seconds_before + time.perf_counter() - start
                 speed = source.height * source.width / max(seconds, 1e-9)

@@ -11,7 +11,8 @@ Files (``<prefix>`` defaults to ``map``), all on the input's grid:
   ``code``/``name``; **nodata 65535**. Rounding makes each pixel sum to 1000 within ±K/2. A COG
   without overviews (read by programs; building them was most of a map's COG conversion).
 
-Each file is first written as a hidden tiled GeoTIFF in the output folder, named
+Each file is first written as a hidden tiled, uncompressed GeoTIFF (reopened at every
+checkpoint, below, where GDAL would forget a compression level) in the output folder, named
 ``.<name>.<fingerprint[:12]>.partial`` — no ``.tif`` suffix, so that no ``*.tif`` search (iota2's
 ``FileSearch_AND`` included) ever takes it — then converted to a COG under its final name
 (atomic rename). The folder never holds a half-written file under a final name.
@@ -105,8 +106,9 @@ def output_files(out_dir: Path, prefix: str, codes: Sequence[int], proba: bool) 
 def check_room(specs: Sequence[OutputFile], grid: Grid) -> None:
     """Refuse before writing when the disk or the file-size limit cannot hold the maps.
 
-    The need is a lower bound (:data:`MIN_FILE_BYTES`, or the raw size over
-    :data:`BEST_COMPRESSION`): a full disk or a ``ulimit -f`` far too small is said in one line
+    The partial files are uncompressed (see :func:`~iota2_spot_s2.io.open_tiled_gtiff`): each
+    needs its raw size; the COG beside it a lower bound (:data:`MIN_FILE_BYTES`, or the raw size
+    over :data:`BEST_COMPRESSION`). A full disk or a ``ulimit -f`` too small is said in one line
     naming the folder, instead of GDAL failing halfway (libtiff prints its own complaint on the
     process's stderr, beyond our reach).
 
@@ -116,20 +118,18 @@ def check_room(specs: Sequence[OutputFile], grid: Grid) -> None:
     import resource
 
     folder = specs[0].path.parent
-    need = [
-        max(MIN_FILE_BYTES, grid.height * grid.width * s.count * np.dtype(s.dtype).itemsize
-            // BEST_COMPRESSION)
-        for s in specs
-    ]  # fmt: skip
+    raw = [grid.height * grid.width * s.count * np.dtype(s.dtype).itemsize for s in specs]
+    cog = [max(MIN_FILE_BYTES, n // BEST_COMPRESSION) for n in raw]
+    largest = max(max(raw), max(cog))
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    if limit != resource.RLIM_INFINITY and limit < max(need):
+    if limit != resource.RLIM_INFINITY and limit < largest:
         raise InputError(folder, f"the file-size limit (ulimit -f) is {limit} bytes; the maps "
-                         f"need files of at least {max(need)} bytes")  # fmt: skip
+                         f"need files of at least {largest} bytes")  # fmt: skip
     stats = os.statvfs(folder)
     free = stats.f_bavail * stats.f_frsize
-    if free < sum(need):
+    if free < sum(raw) + sum(cog):
         raise InputError(folder, f"the disk is full: {free} bytes free, the maps need at least "
-                         f"{sum(need)}")  # fmt: skip
+                         f"{sum(raw) + sum(cog)} while they are written")  # fmt: skip
 
 
 def is_complete(spec: OutputFile, grid: Grid, fingerprint: str) -> bool:
@@ -365,7 +365,8 @@ class MapWriter:
             dst.update_tags(SECONDS=f"{seconds:.3f}", PIXELS_PER_SECOND=f"{pixels_per_second:.1f}")
 
     def _create(self, spec: OutputFile, tmp: Path) -> rasterio.io.DatasetWriter:
-        dst = open_tiled_gtiff(tmp, self.grid, spec.count, spec.dtype, nodata=spec.nodata)
+        dst = open_tiled_gtiff(tmp, self.grid, spec.count, spec.dtype, reopened=True,
+                               nodata=spec.nodata)  # fmt: skip
         try:
             dst.update_tags(**self.tags)
             self._describe(dst, spec)

@@ -29,9 +29,25 @@ WRITE_CACHE_MB = 256
 
 
 def open_tiled_gtiff(
-    path: str | os.PathLike[str], grid: Grid, count: int, dtype: str, **kwargs: Any
+    path: str | os.PathLike[str],
+    grid: Grid,
+    count: int,
+    dtype: str,
+    *,
+    reopened: bool = False,
+    **kwargs: Any,
 ) -> DatasetWriter:
-    """Open a tiled, DEFLATE-compressed GeoTIFF on ``grid`` for window-by-window writing."""
+    """Open a tiled GeoTIFF on ``grid`` for window-by-window writing.
+
+    ZSTD level 1 by default. ``reopened=True``, for a file that will be closed and opened again
+    in update mode to go on writing (the map writer's checkpoints): uncompressed and sparse.
+    A compression level is a session setting GDAL does not store in the file, so blocks written
+    after a reopen use the default level (ZSTD 9, DEFLATE 6): measured on a 1024 px tile, 10
+    probability bands took 305 ms to write instead of 40 (16 uncompressed), a uint8 band 19 ms
+    instead of 3.6 (0.5). Sparse: blocks never written take no room and read as nodata.
+    """
+    compression = {"compress": "NONE", "sparse_ok": True} if reopened else {
+        "compress": "ZSTD", "zstd_level": 1}  # fmt: skip
     profile = grid.profile(
         driver="GTiff",
         count=count,
@@ -39,9 +55,8 @@ def open_tiled_gtiff(
         tiled=True,
         blockxsize=_BLOCK,
         blockysize=_BLOCK,
-        compress="ZSTD",
-        zstd_level=1,
         BIGTIFF="IF_SAFER",
+        **compression,
         **kwargs,
     )
     return rasterio.open(path, "w", **profile)

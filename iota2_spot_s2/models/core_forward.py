@@ -106,8 +106,11 @@ def forward_core(net: FCN, x: torch.Tensor, margin: int) -> torch.Tensor:
     Falls back to the whole-window pass (then cropped) when ``margin`` is smaller than the plan's
     input margin: the core then depends on the window's zero border anyway.
     """
-    net.check_input(x)
     plan = net.core_plan
+    if plan is None:  # e.g. early fusion: its S2 branch joins the decoder
+        raise NotImplementedError(f"{type(net).__name__} has no forward_core (has_core_forward "
+                                  "is False): run forward on the whole window")  # fmt: skip
+    net.check_input(x)
     if margin % net.downsample or margin < plan.stem_in:
         return crop(net(x), margin, 0)
     x = net.stem(crop(x, margin, plan.stem_in))

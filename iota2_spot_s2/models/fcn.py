@@ -128,7 +128,8 @@ class FCN(SegmentationModel):
         support = self._support()
         self.receptive_field = support.size
         self.context = support.aligned_context(self.downsample)
-        self.core_plan = core_forward.core_plan(self)
+        # a subclass whose decoder takes other inputs (early fusion) has no core plan
+        self.core_plan = core_forward.core_plan(self) if self.has_core_forward else None
         kaiming_init(self)
         nn.init.normal_(self.head.weight, std=0.01)  # near-uniform start: first loss ~ log K
 

@@ -302,7 +302,8 @@ def test_the_room_check_counts_the_uncompressed_partial_files(tmp_path):
     handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # nothing may die meanwhile
     try:
         resource.setrlimit(resource.RLIMIT_FSIZE, (proba_bytes - 1, hard))
-        with pytest.raises(InputError, match=f"limit .* is {proba_bytes - 1} bytes.* {proba_bytes}"):
+        refusal = f"limit .* is {proba_bytes - 1} bytes.* {proba_bytes}"
+        with pytest.raises(InputError, match=refusal):
             check_room(specs, grid)
         resource.setrlimit(resource.RLIMIT_FSIZE, (proba_bytes, hard))
         check_room(specs, grid)  # exactly the raw size fits

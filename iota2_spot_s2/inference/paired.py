@@ -138,9 +138,11 @@ class PairedEngine(Engine):
         out = np.nan_to_num((raw - self.s2_mean) / self.s2_std, nan=0.0, posinf=0.0, neginf=0.0)
         return out.astype(np.float32, copy=False), bool(np.isfinite(raw).any())
 
-    def read_tile(self, source: WindowSource, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
+    def read_tile(
+        self, source: WindowSource, tile: Tile, buffer: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """SPOT window as in :class:`Engine`; the tile's S2 window is kept for its batch."""
-        window, invalid = super().read_tile(source, tile)
+        window, invalid = super().read_tile(source, tile, buffer)
         self._s2_windows[tile.index] = self.read_s2(tile.read)
         return window, invalid
 

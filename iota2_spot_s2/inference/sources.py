@@ -37,10 +37,13 @@ class WindowSource(Protocol):
     height: int
     width: int
 
-    def read(self, window: PixelWindow) -> tuple[np.ndarray, np.ndarray]:
+    def read(
+        self, window: PixelWindow, out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Read an in-scene window: ``(data float32 (C, h, w), invalid bool (h, w))``.
 
-        ``data`` is a new array the caller owns (the engine normalises it in place).
+        ``data`` is a new array the caller owns (the engine normalises it in place), or ``out``
+        (float32 ``(C, h, w)``, possibly a strided view) filled and returned.
         """
         ...
 
@@ -56,13 +59,19 @@ class ArraySource:
         self.nodata = _array_nodata(array)
         self.valid_mask = _check_mask(valid_mask, self.height, self.width)
 
-    def read(self, window: PixelWindow) -> tuple[np.ndarray, np.ndarray]:
+    def read(
+        self, window: PixelWindow, out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Read an in-scene window (loads only that window from a lazy DataArray)."""
         rows = slice(window.row, window.row_stop)
         cols = slice(window.col, window.col_stop)
         part = self.array[:, rows, cols]
-        data = np.asarray(part.to_numpy() if isinstance(part, xr.DataArray) else part)
-        data = data.astype(np.float32)
+        values = np.asarray(part.to_numpy() if isinstance(part, xr.DataArray) else part)
+        if out is None:
+            data = values.astype(np.float32)
+        else:
+            np.copyto(out, values, casting="unsafe")
+            data = out
         if self.nodata is not None:
             data[data == self.nodata] = np.nan
         invalid = np.isnan(data).any(axis=0)
@@ -91,10 +100,16 @@ class RasterSource:
         flags = self.dataset.mask_flag_enums
         self.all_valid = all(MaskFlags.all_valid in band for band in flags)
 
-    def read(self, window: PixelWindow) -> tuple[np.ndarray, np.ndarray]:
-        """Read an in-scene window."""
+    def read(
+        self, window: PixelWindow, out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Read an in-scene window (GDAL converts to float32, into ``out`` when given)."""
         win = Window(window.col, window.row, window.width, window.height)
-        data = self.dataset.read(window=win, out_dtype=np.float32)
+        if out is None:
+            data = self.dataset.read(window=win, out_dtype=np.float32)
+        else:
+            self.dataset.read(window=win, out=out)
+            data = out
         if not self.all_valid:
             data[self.dataset.read_masks(window=win) == 0] = np.nan
         invalid = np.isnan(data).any(axis=0)

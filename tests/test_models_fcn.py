@@ -68,3 +68,27 @@ def test_full_resolution_detail_reaches_output() -> None:
     half = model.receptive_field // 2 + 1
     assert diff[80 - half, 80 - half] == 0  # just outside the receptive field
     assert diff[:8, :].abs().max() == 0
+
+
+def test_decoder_inputs_stay_bfloat16_under_autocast_and_change_no_value() -> None:
+    """Autocast runs max_unpool2d in float32; the FCN's unpooling keeps bfloat16, so its
+    decoder convolutions do not cast float32 copies back (the same logits)."""
+    torch.manual_seed(0)
+    model = build_model("fcn", 4, 5, widths=(8, 16, 24)).eval()
+    seen = []
+    hooks = [block.register_forward_pre_hook(lambda _, args: seen.append(args[0].dtype))
+             for block in model.decoder]  # fmt: skip
+    x = torch.randn(1, 4, 96, 96).contiguous(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        kept = model(x)
+        core = model.forward_core(x, 32)
+        model.unpool = torch.nn.MaxUnpool2d(2)  # autocast's own rule: float32
+        cast = model(x)
+    for hook in hooks:
+        hook.remove()
+    assert seen[:6] == [torch.bfloat16] * 6  # forward, then forward_core
+    assert seen[6:] == [torch.float32] * 3  # what the plain unpooling gave
+    # the same values reach the same convolutions (equal here; a margin for other CPUs' kernels)
+    torch.testing.assert_close(kept.float(), cast.float(), rtol=0, atol=1e-2)
+    assert core.dtype == torch.bfloat16 and core.shape[-2:] == (32, 32)

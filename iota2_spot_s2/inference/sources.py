@@ -42,8 +42,8 @@ class WindowSource(Protocol):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Read an in-scene window: ``(data float32 (C, h, w), invalid bool (h, w))``.
 
-        ``data`` is a new array the caller owns (the engine normalises it in place), or ``out``
-        (float32 ``(C, h, w)``, possibly a strided view) filled and returned.
+        ``data`` is a new array the caller owns (the engine normalises it in place); given
+        ``out`` (float32 ``(C, h, w)``, possibly a strided view), fill it and return it.
         """
         ...
 

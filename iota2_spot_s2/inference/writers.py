@@ -58,7 +58,7 @@ from rasterio.windows import Window
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
 from iota2_spot_s2.inference.tiling import PixelWindow
-from iota2_spot_s2.io import WRITE_CACHE_MB, finalize_cog, open_tiled_gtiff
+from iota2_spot_s2.io import WRITE_CACHE_MB, finalize_cog, open_tiled_gtiff, tiled_bytes
 from iota2_spot_s2.nomenclature import Nomenclature
 
 FINGERPRINT_TAG = "IOTA2_SPOT_S2_FINGERPRINT"
@@ -104,32 +104,39 @@ def output_files(out_dir: Path, prefix: str, codes: Sequence[int], proba: bool) 
 
 
 def check_room(specs: Sequence[OutputFile], grid: Grid) -> None:
-    """Refuse before writing when the disk or the file-size limit cannot hold the maps.
+    """Refuse before writing when the disks or the file-size limit cannot hold the maps.
 
     The partial files are uncompressed (see :func:`~iota2_spot_s2.io.open_tiled_gtiff`): each
-    needs its raw size; the COG beside it a lower bound (:data:`MIN_FILE_BYTES`, or the raw size
-    over :data:`BEST_COMPRESSION`). A full disk or a ``ulimit -f`` too small is said in one line
-    naming the folder, instead of GDAL failing halfway (libtiff prints its own complaint on the
-    process's stderr, beyond our reach).
+    needs its blocks' size plus a header; the COG beside it a lower bound (:data:`MIN_FILE_BYTES`,
+    or the raw size over :data:`BEST_COMPRESSION`), summed per filesystem (outputs may sit in
+    several folders). A full disk or a ``ulimit -f`` too small is said in one line naming the
+    folder, instead of GDAL failing halfway (libtiff prints its own complaint on the process's
+    stderr, beyond our reach).
 
     Raises:
         InputError: Naming the output folder, the room needed and the room there is.
     """
     import resource
 
-    folder = specs[0].path.parent
-    raw = [grid.height * grid.width * s.count * np.dtype(s.dtype).itemsize for s in specs]
-    cog = [max(MIN_FILE_BYTES, n // BEST_COMPRESSION) for n in raw]
-    largest = max(max(raw), max(cog))
+    partial = {s.kind: tiled_bytes(grid.height, grid.width, s.count, s.dtype) + MIN_FILE_BYTES
+               for s in specs}  # fmt: skip
+    largest = max(specs, key=lambda s: partial[s.kind])
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    if limit != resource.RLIM_INFINITY and limit < largest:
-        raise InputError(folder, f"the file-size limit (ulimit -f) is {limit} bytes; the maps "
-                         f"need files of at least {largest} bytes")  # fmt: skip
-    stats = os.statvfs(folder)
-    free = stats.f_bavail * stats.f_frsize
-    if free < sum(raw) + sum(cog):
-        raise InputError(folder, f"the disk is full: {free} bytes free, the maps need at least "
-                         f"{sum(raw) + sum(cog)} while they are written")  # fmt: skip
+    if limit != resource.RLIM_INFINITY and limit < partial[largest.kind]:
+        raise InputError(largest.path.parent, f"the file-size limit (ulimit -f) is {limit} "
+                         f"bytes; the maps need files of at least {partial[largest.kind]} "
+                         "bytes while they are written")  # fmt: skip
+    need: dict[int, list] = {}  # filesystem -> [a folder on it, bytes]
+    for spec in specs:
+        raw = grid.height * grid.width * spec.count * np.dtype(spec.dtype).itemsize
+        entry = need.setdefault(os.stat(spec.path.parent).st_dev, [spec.path.parent, 0])
+        entry[1] += partial[spec.kind] + max(MIN_FILE_BYTES, raw // BEST_COMPRESSION)
+    for folder, total in need.values():
+        stats = os.statvfs(folder)
+        free = stats.f_bavail * stats.f_frsize
+        if free < total:
+            raise InputError(folder, f"the disk is full: {free} bytes free, the maps need at "
+                             f"least {total} while they are written")  # fmt: skip
 
 
 def is_complete(spec: OutputFile, grid: Grid, fingerprint: str) -> bool:

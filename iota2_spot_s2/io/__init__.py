@@ -6,7 +6,7 @@ from iota2_spot_s2.io.atomic import (
     write_problem,
     written_or_refused,
 )
-from iota2_spot_s2.io.cog import WRITE_CACHE_MB, finalize_cog, open_tiled_gtiff
+from iota2_spot_s2.io.cog import WRITE_CACHE_MB, finalize_cog, open_tiled_gtiff, tiled_bytes
 from iota2_spot_s2.io.lock import output_lock
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "atomic_output",
     "finalize_cog",
     "open_tiled_gtiff",
+    "tiled_bytes",
     "output_lock",
     "undo_on_failure",
     "write_problem",

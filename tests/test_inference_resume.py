@@ -184,3 +184,39 @@ def test_a_write_failing_while_the_network_fails_is_not_lost(scene, tmp_path, mo
         predict_map(failing, path, tmp_path / "out", tile=32, progress=False)
     notes = getattr(info.value, "__notes__", [])
     assert any("write failed as well" in n and "disk gone" in n for n in notes), notes
+
+
+def test_a_resume_checks_the_room_it_still_needs_and_keeps_its_work(scene, tmp_path, monkeypatch):  # noqa: F811
+    """A disk filled since the interruption is said up front (one line naming the folder), the
+    partial files and journal stay for a later resume, and the room asked for leaves out what
+    the partial files already hold."""
+    import re
+    from types import SimpleNamespace
+
+    from iota2_spot_s2.grid import Grid
+    from iota2_spot_s2.inference import writers
+
+    path, _ = scene
+    base, whole, out = interrupted(path, tmp_path, 32, 15)
+    left = _hidden(out)
+    real = writers.os.statvfs
+    monkeypatch.setattr(writers.os, "statvfs", lambda _: SimpleNamespace(f_bavail=0, f_frsize=1))
+    with pytest.raises(InputError, match="the disk is full") as resumed:
+        predict_map(base, path, out, tile=32, write_proba=True, progress=False)
+    assert str(out) in str(resumed.value) and _hidden(out) == left  # nothing lost
+    with rasterio.open(path) as src:
+        grid = Grid(src.crs, src.transform, src.width, src.height)
+    specs = writers.output_files(tmp_path / "fresh", "map", [int(c) for c in base.class_codes],
+                                 proba=True)  # fmt: skip
+    (tmp_path / "fresh").mkdir()
+    with pytest.raises(InputError, match="the disk is full") as fresh:
+        writers.check_room(specs, grid)
+
+    def need(error: pytest.ExceptionInfo[InputError]) -> int:
+        return int(re.search(r"need at least (\d+)", str(error.value)).group(1))  # type: ignore[union-attr]
+
+    assert need(resumed) < need(fresh)
+    monkeypatch.setattr(writers.os, "statvfs", real)
+    again = predict_map(base, path, out, tile=32, write_proba=True, progress=False)
+    assert again.resumed_tiles >= 2
+    np.testing.assert_array_equal(read(again.class_map), read(whole.class_map))

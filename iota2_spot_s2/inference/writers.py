@@ -103,7 +103,9 @@ def output_files(out_dir: Path, prefix: str, codes: Sequence[int], proba: bool) 
     return files
 
 
-def check_room(specs: Sequence[OutputFile], grid: Grid) -> None:
+def check_room(
+    specs: Sequence[OutputFile], grid: Grid, written: Sequence[Path] | None = None
+) -> None:
     """Refuse before writing when the disks or the file-size limit cannot hold the maps.
 
     The partial files are uncompressed (see :func:`~iota2_spot_s2.io.open_tiled_gtiff`): each
@@ -111,7 +113,8 @@ def check_room(specs: Sequence[OutputFile], grid: Grid) -> None:
     or the raw size over :data:`BEST_COMPRESSION`), summed per filesystem (outputs may sit in
     several folders). A full disk or a ``ulimit -f`` too small is said in one line naming the
     folder, instead of GDAL failing halfway (libtiff prints its own complaint on the process's
-    stderr, beyond our reach).
+    stderr, beyond our reach). ``written``: the partial files a resumed pass reopens, in the
+    order of ``specs``; the disk already given to them (sparse files) is not asked for again.
 
     Raises:
         InputError: Naming the output folder, the room needed and the room there is.
@@ -127,10 +130,11 @@ def check_room(specs: Sequence[OutputFile], grid: Grid) -> None:
                          f"bytes; the maps need files of at least {partial[largest.kind]} "
                          "bytes while they are written")  # fmt: skip
     need: dict[int, list] = {}  # filesystem -> [a folder on it, bytes]
-    for spec in specs:
+    for k, spec in enumerate(specs):
         raw = grid.height * grid.width * spec.count * np.dtype(spec.dtype).itemsize
+        held = os.stat(written[k]).st_blocks * 512 if written else 0
         entry = need.setdefault(os.stat(spec.path.parent).st_dev, [spec.path.parent, 0])
-        entry[1] += partial[spec.kind] + max(MIN_FILE_BYTES, raw // BEST_COMPRESSION)
+        entry[1] += max(0, partial[spec.kind] - held) + max(MIN_FILE_BYTES, raw // BEST_COMPRESSION)
     for folder, total in need.values():
         stats = os.statvfs(folder)
         free = stats.f_bavail * stats.f_frsize
@@ -263,7 +267,9 @@ class MapWriter:
     def _session(self) -> Iterator[MapWriter]:
         finished = False
         try:
-            if not self._resume():
+            if self._resume():
+                check_room(self.specs, self.grid, [self.partial(s) for s in self.specs])
+            else:
                 for folder in sorted({spec.path.parent for spec in self.specs}):
                     folder.mkdir(parents=True, exist_ok=True)  # outputs may name other folders
                 self._remove_stale()

@@ -40,7 +40,7 @@ import xarray as xr
 
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
-from iota2_spot_s2.inference.engine import Engine, core_probabilities
+from iota2_spot_s2.inference.engine import Engine, core_probabilities, zero_nonfinite
 from iota2_spot_s2.inference.engine_work import engine_work
 from iota2_spot_s2.inference.predict import (
     MapOutputs,
@@ -135,8 +135,8 @@ class PairedEngine(Engine):
         if self.s2 is None:
             return np.zeros((self.s2_mean.shape[0], height, width), np.float32), False
         raw = self.s2.read(rows, cols, height, width)
-        out = np.nan_to_num((raw - self.s2_mean) / self.s2_std, nan=0.0, posinf=0.0, neginf=0.0)
-        return out.astype(np.float32, copy=False), bool(np.isfinite(raw).any())
+        out = ((raw - self.s2_mean) / self.s2_std).astype(np.float32, copy=False)
+        return zero_nonfinite(out), bool(np.isfinite(raw).any())
 
     def read_tile(
         self, source: WindowSource, tile: Tile, buffer: np.ndarray | None = None

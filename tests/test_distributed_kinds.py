@@ -185,3 +185,36 @@ def test_an_interrupted_distributed_run_resumes_into_the_same_maps(
     if kind != "s2":
         assert again["resumed"] >= 1  # journaled (or left as parts), not computed again
     assert _left_over(out) == []
+
+
+def test_s2_and_fusion_workers_encode_only_the_pending_outputs(scene, s2_models):
+    """A worker computes only the kinds its task asks for (the writer's pending outputs), and
+    those equal the same kinds encoded with every other one."""
+    from iota2_spot_s2.fusion._writer import encode as encode_fused
+    from iota2_spot_s2.fusion.core import FusionResult
+    from iota2_spot_s2.inference.tiling import PixelWindow
+    from iota2_spot_s2.timeseries.outputs import S2Work
+
+    clf, series = s2_models["rf"], scene[2]
+    work, group = S2Work(clf, series), [PixelWindow(0, 0, 12, 12), PixelWindow(12, 0, 12, 12)]
+    full = work.compute(clf, group, KINDS)
+    some = work.compute(clf, group, ["classes"])
+    assert [set(a) for _, a in full] == [set(KINDS)] * 2
+    assert [set(a) for _, a in some] == [{"classes"}] * 2
+    for (_, a), (_, b) in zip(full, some, strict=True):
+        np.testing.assert_array_equal(a["classes"], b["classes"])
+
+    rng = np.random.default_rng(3)
+    proba = rng.dirichlet(np.ones(3), size=(6, 7)).transpose(2, 0, 1).astype(np.float32)
+    valid = rng.random((6, 7)) > 0.2
+    proba[:, ~valid] = np.nan
+    top = np.where(valid, np.nan_to_num(proba).max(axis=0), np.nan)
+    result = FusionResult((1, 2, 3), np.where(valid, np.nan_to_num(proba).argmax(0) + 1, 0), top,
+                          proba, rng.integers(0, 3, (6, 7)).astype(np.uint8), valid)  # fmt: skip
+    for encoding in ("cog", "iota2"):
+        every = encode_fused(result, encoding)
+        for kinds in (["proba"], ["confidence", "choice"]):
+            only = encode_fused(result, encoding, kinds)
+            assert set(only) == set(kinds)
+            for kind in kinds:
+                np.testing.assert_array_equal(only[kind], every[kind])

@@ -150,12 +150,12 @@ def test_a_worker_encodes_only_the_outputs_the_writer_still_needs(scene):  # noq
     path, _ = scene
     model = fcn()
     options = {"margin": None, "batch_size": 1}
-    every = engine_work(model, path, None, Engine, options)
-    some = engine_work(model, path, None, Engine, options, ["classes", "confidence"])
-    engine = every.build(1)
+    work = engine_work(model, path, None, Engine, options)
+    engine = work.build(1)
     group = engine.plan(*read(path).shape[-2:], 64)[:2]
     with engine:
-        full, only = every.compute(engine, group), some.compute(engine, group)
+        full = work.compute(engine, group, ("classes", "confidence", "proba"))
+        only = work.compute(engine, group, ["classes", "confidence"])
     assert [set(arrays) for _, arrays in full] == [{"classes", "confidence", "proba"}] * 2
     assert [set(arrays) for _, arrays in only] == [{"classes", "confidence"}] * 2
     for (_, a), (_, b) in zip(full, only, strict=True):

@@ -99,13 +99,13 @@ class FusionWork:
         return state
 
     def compute(
-        self, state: OpenReaders, group: list[PixelWindow]
+        self, state: OpenReaders, group: list[PixelWindow], kinds: Sequence[str]
     ) -> list[tuple[PixelWindow, dict[str, np.ndarray]]]:
-        """Fuse and encode each window of ``group``."""
+        """Fuse each window of ``group`` and encode its ``kinds``."""
         out = []
         for core in group:
             fused = fuse_window(self.plan, state.readers, as_window(core), self.labels_only)
-            out.append((core, encode(fused, self.encoding)))
+            out.append((core, encode(fused, self.encoding, kinds)))
         return out
 
 

@@ -68,22 +68,31 @@ def output_specs(
     return [OutputSpec(kind, Path(paths[kind]), *layouts[kind]) for kind in KINDS if kind in paths]
 
 
-def encode(result: FusionResult, encoding: str = "cog") -> dict[str, np.ndarray]:
-    """The arrays of each output kind for one window (see the module docstring)."""
+def encode(
+    result: FusionResult, encoding: str = "cog", kinds: Sequence[str] = KINDS
+) -> dict[str, np.ndarray]:
+    """The arrays of the output ``kinds`` for one window (see the module docstring).
+
+    The other kinds (finished, or not asked for) are not computed.
+    """
     invalid = ~result.valid
     iota2 = encoding == "iota2"
-    confidence = np.nan_to_num(result.confidence).astype(np.float32)
-    if not iota2:
-        confidence = np.rint(confidence * 100).astype(np.uint8)
-    confidence[invalid] = 0 if iota2 else CONFIDENCE_NODATA
-    proba = np.rint(np.nan_to_num(result.probabilities) * PROBA_SCALE).astype(np.uint16)
-    proba[:, invalid] = 0 if iota2 else PROBA_NODATA
-    return {
-        "classes": result.classes[None],
-        "confidence": confidence[None],
-        "proba": proba,
-        "choice": result.choice[None],
-    }
+    out = {}
+    if "classes" in kinds:
+        out["classes"] = result.classes[None]
+    if "confidence" in kinds:
+        confidence = np.nan_to_num(result.confidence).astype(np.float32)
+        if not iota2:
+            confidence = np.rint(confidence * 100).astype(np.uint8)
+        confidence[invalid] = 0 if iota2 else CONFIDENCE_NODATA
+        out["confidence"] = confidence[None]
+    if "proba" in kinds:
+        proba = np.rint(np.nan_to_num(result.probabilities) * PROBA_SCALE).astype(np.uint16)
+        proba[:, invalid] = 0 if iota2 else PROBA_NODATA
+        out["proba"] = proba
+    if "choice" in kinds:
+        out["choice"] = result.choice[None]
+    return out
 
 
 class FusionWriter(MapWriter):
@@ -122,7 +131,7 @@ class FusionWriter(MapWriter):
         """Write one window of fused maps."""
         core = PixelWindow(int(window.row_off), int(window.col_off), int(window.height),
                            int(window.width))  # fmt: skip
-        self.write_encoded(core, encode(result, self.encoding))
+        self.write_encoded(core, encode(result, self.encoding, self.kinds))
 
     def _describe(self, dst: DatasetWriter, spec: OutputSpec) -> None:
         nom = self.nomenclature

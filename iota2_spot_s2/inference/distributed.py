@@ -86,8 +86,16 @@ class Work(Protocol):
         """
         ...
 
-    def compute(self, state: Any, group: list[Any]) -> Encoded:
-        """``(core, {kind: encoded array})`` of every unit of ``group``."""
+    def compute(self, state: Any, group: list[Any], kinds: Sequence[str]) -> Encoded:
+        """``(core, {kind: encoded array})`` of every unit of ``group``, for ``kinds`` only.
+
+        Args:
+            state: From :meth:`build`.
+            group: The units of one task.
+            kinds: The writer's pending outputs (:attr:`TileJob.kinds`): the others are
+                finished or not asked for, so they are not computed.
+
+        """
         ...
 
 
@@ -182,7 +190,7 @@ def run_task(job: TileJob, group: list[Any]) -> list[PixelWindow]:
                                 "must be on a filesystem shared with the workers")  # fmt: skip
     state = worker_state(job)
     with dask.config.set(scheduler="synchronous"):  # a lazy input is read in this task
-        encoded = job.work.compute(state, group)
+        encoded = job.work.compute(state, group, job.kinds)
     for core, arrays in encoded:
         save_part(parts, core, {k: arrays[k] for k in job.kinds})
     return [core for core, _ in encoded]

@@ -44,6 +44,7 @@ from iota2_spot_s2.inference.tiling import (
     plan_tiles,
     round_up,
 )
+from iota2_spot_s2.training.sampling import zero_nonfinite
 
 MODES = ("dense", "per_pixel")
 PATCH_BATCH = 1024  # patches per forward_patches call in per_pixel mode
@@ -98,14 +99,6 @@ def core_probabilities(
             core = tile_logits[:, r0 : r0 + h, c0 : c0 + w].float()
             out[key] = np.ascontiguousarray(torch.softmax(core, dim=0).cpu().numpy())
     return out
-
-
-def zero_nonfinite(array: np.ndarray) -> np.ndarray:
-    """NaN and infinities set to 0, in place (``np.nan_to_num`` took 11 ms per 1152 px window)."""
-    finite = np.isfinite(array)
-    if not finite.all():
-        np.copyto(array, 0.0, where=~finite)
-    return array
 
 
 def fold_batchnorm(net: torch.nn.Module) -> torch.nn.Module:

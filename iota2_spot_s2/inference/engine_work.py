@@ -26,7 +26,7 @@ import xarray as xr
 from iota2_spot_s2.inference.engine import Engine, ModelLike
 from iota2_spot_s2.inference.sources import MaskLike, open_source
 from iota2_spot_s2.inference.tiling import PixelWindow, Tile
-from iota2_spot_s2.inference.writers import KINDS, encode
+from iota2_spot_s2.inference.writers import encode
 
 
 @dataclass
@@ -40,7 +40,6 @@ class EngineWork:
         options: Keyword arguments of ``builder`` (margin, batch size, the S2 series...).
         image: Input path or lazy ``DataArray`` (read window by window on the worker).
         valid_mask: Optional validity mask.
-        kinds: The outputs the writer still needs (the others are not encoded).
 
     """
 
@@ -50,7 +49,6 @@ class EngineWork:
     options: dict[str, Any]
     image: str | xr.DataArray | np.ndarray
     valid_mask: MaskLike | None
-    kinds: tuple[str, ...] = KINDS
 
     def build(self, threads: int) -> Engine:
         """The worker's engine (the network moved to the worker's GPU for a CUDA run)."""
@@ -63,14 +61,14 @@ class EngineWork:
         return self.builder(model, **self.options)
 
     def compute(
-        self, engine: Engine, group: list[Tile]
+        self, engine: Engine, group: list[Tile], kinds: Sequence[str]
     ) -> list[tuple[PixelWindow, dict[str, np.ndarray]]]:
-        """Read the group's windows, predict them as one batch, encode each core."""
+        """Read the group's windows, predict them as one batch, encode each core's ``kinds``."""
         codes = np.asarray(self.model.class_codes)
         with contextlib.closing(open_source(self.image, self.valid_mask)) as source:
             reads = [engine.read_tile(source, t) for t in group]
             results = engine.predict_batch(group, reads, skip_invalid=True)
-        return [(res.tile.core, encode(res.proba, res.invalid, codes, self.kinds))
+        return [(res.tile.core, encode(res.proba, res.invalid, codes, kinds))
                 for res in results]  # fmt: skip
 
 
@@ -80,16 +78,11 @@ def engine_work(
     valid_mask: MaskLike | None,
     builder: Callable[..., Engine],
     options: dict[str, Any],
-    kinds: Sequence[str] = KINDS,
 ) -> EngineWork:
-    """The work of one map run (the network is copied to CPU; the caller's stays where it is).
-
-    ``kinds``: the writer's pending outputs (:attr:`~iota2_spot_s2.inference.writers.MapWriter.
-    kinds`); a part holds only those, so the others are not encoded.
-    """
+    """The work of one map run (the network is copied to CPU; the caller's stays where it is)."""
     net = model.model
     device = next(iter(net.parameters()), torch.empty(0)).device.type
     portable = copy.copy(model)
     portable.model = copy.deepcopy(net).cpu().eval()  # type: ignore[misc]
     source = str(image) if isinstance(image, str | os.PathLike) else image
-    return EngineWork(portable, device, builder, options, source, valid_mask, tuple(kinds))
+    return EngineWork(portable, device, builder, options, source, valid_mask)

@@ -40,7 +40,7 @@ import xarray as xr
 
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
-from iota2_spot_s2.inference.engine import Engine, core_probabilities, zero_nonfinite
+from iota2_spot_s2.inference.engine import Engine, core_probabilities
 from iota2_spot_s2.inference.engine_work import engine_work
 from iota2_spot_s2.inference.predict import (
     MapOutputs,
@@ -78,7 +78,7 @@ from iota2_spot_s2.training.paired_data import (
     grid_attrs,
     prepare_s2_series,
 )
-from iota2_spot_s2.training.sampling import ImageSource
+from iota2_spot_s2.training.sampling import ImageSource, zero_nonfinite
 
 #: Stacked S2 series up to this size are loaded once; bigger ones are read window by window
 #: (open them with small ``chunks``, e.g. 128, so that a window touches little data).
@@ -314,7 +314,7 @@ def predict_early_fusion_map(
                 skipped = write_tiles(
                     engine, source, writer, tiles, progress=progress, scheduler=scheduler,
                     workers=workers, work=lambda: engine_work(model, spot, valid_mask,
-                                                              PairedEngine, options, writer.kinds),
+                                                              PairedEngine, options),
                 )  # fmt: skip
                 seconds = writer.seconds_before + time.perf_counter() - start
                 speed = source.height * source.width / max(seconds, 1e-9)

@@ -175,7 +175,7 @@ def predict_map(
                 skipped = write_tiles(
                     engine, source, writer, tiles, progress=progress, scheduler=scheduler,
                     workers=workers, work=lambda: engine_work(model, image, valid_mask, Engine,
-                                                              options, writer.kinds),
+                                                              options),
                 )  # fmt: skip
                 if skipped:
                     log.info("%s: resumed, %d of %d tiles already written", prefix, skipped,

@@ -52,7 +52,7 @@ class TileContext:
     codes: list[int]
     nomenclature: Nomenclature | None
     plugin: PluginSettings
-    source: Path = Path("spot_s2_fusion")  # the cfg file, named in device errors
+    source: Path  # the cfg file, named in device errors
 
     @property
     def device(self) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -41,6 +42,7 @@ from iota2_spot_s2.inference.distributed import write_units
 from iota2_spot_s2.inference.tiling import PixelWindow
 from iota2_spot_s2.inference.writers import (
     FINGERPRINT_TAG,
+    KINDS,
     MapWriter,
     encode,
     is_complete,
@@ -51,6 +53,7 @@ from iota2_spot_s2.nomenclature import Nomenclature
 from iota2_spot_s2.timeseries.classifiers import S2Classifier, check_bands, predict_window
 from iota2_spot_s2.timeseries.gapfill import format_dates
 from iota2_spot_s2.timeseries.samples import DEFAULT_WINDOW, series_grid
+from iota2_spot_s2.training.sampling import zero_nonfinite
 
 
 def provenance_tags(clf: S2Classifier, series: xr.DataArray | None = None) -> dict[str, str]:
@@ -174,11 +177,11 @@ class S2Work:
         return clf
 
     def compute(
-        self, clf: S2Classifier, group: list[PixelWindow]
+        self, clf: S2Classifier, group: list[PixelWindow], kinds: Sequence[str]
     ) -> list[tuple[PixelWindow, dict[str, np.ndarray]]]:
-        """Predict and encode each window of ``group``."""
+        """Predict each window of ``group`` and encode its ``kinds``."""
         codes = np.asarray(clf.class_codes)
-        return [(core, _encode(predict_window(clf, self.series, _window(core)), codes))
+        return [(core, _encode(predict_window(clf, self.series, _window(core)), codes, kinds))
                 for core in group]  # fmt: skip
 
 
@@ -210,14 +213,16 @@ def _window(core: PixelWindow) -> Window:
     return Window(core.col, core.row, core.width, core.height)
 
 
-def _encode(proba: np.ndarray, codes: np.ndarray) -> dict[str, np.ndarray]:
-    """Encoded outputs of ``(K, h, w)`` probabilities, NaN = nodata."""
+def _encode(
+    proba: np.ndarray, codes: np.ndarray, kinds: Sequence[str] = KINDS
+) -> dict[str, np.ndarray]:
+    """Encoded outputs ``kinds`` of ``(K, h, w)`` probabilities, NaN = nodata."""
     invalid = ~np.isfinite(proba).all(axis=0)
-    return encode(np.nan_to_num(proba, nan=0.0), invalid, codes)
+    return encode(zero_nonfinite(proba), invalid, codes, kinds)
 
 
 def _write(writer: MapWriter, win: Window, proba: np.ndarray) -> None:
-    writer.write_encoded(_core(win), _encode(proba, writer.codes))
+    writer.write_encoded(_core(win), _encode(proba, writer.codes, writer.kinds))
 
 
 def _finish(specs: list, nomenclature: Nomenclature | None) -> dict[str, Path]:

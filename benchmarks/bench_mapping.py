@@ -112,6 +112,13 @@ def bare_forward(
     return runs * batch * tile * tile / (time.perf_counter() - tic) / 1e6
 
 
+def bare_figure(name: str, opts: dict[str, bool]) -> float:
+    """The bare network's Mpx/s with a map's numeric options and the engine's allocator."""
+    with heap_allocations():
+        return bare_forward(loaded(name), bool(opts.get("autocast_bf16")),
+                            bool(opts["channels_last"]))  # fmt: skip
+
+
 def bench_core_forward(rounds: int = 5, tiles: tuple[int, ...] = (512, DEFAULT_TILE)) -> None:
     """The FCN on one read window: whole-window pass vs ``forward_core`` (interleaved medians).
 
@@ -151,8 +158,10 @@ def bench_mapping(
     """End-to-end predict_map throughput (Mpx/s) per model, numeric option and tile size, and its
     ratio to the bare network's forward pass, measured in interleaved rounds (medians).
 
-    Each round measures the bare net, then maps the scene at every tile size (with probabilities
-    too at the default tile), so a busy spell of the machine hits both sides of the ratio. The
+    Each round measures the bare net, maps the scene at every tile size (with probabilities
+    too at the default tile), then measures the bare net again, so a busy spell of the machine
+    hits both sides of the ratio (the maps of a large scene last minutes, a bare figure 5 s: one
+    bare figure per round swung the ratios by 20 % at 16384²). The
     bare net runs with the engine's allocator setting (:mod:`iota2_spot_s2.inference.allocator`),
     like the map. "pass" is ``predict_map``'s own figure (read -> COG partial files); "wall" adds
     the fingerprint, the COG conversion and everything else the call does. "kernel CPU" and
@@ -166,9 +175,7 @@ def bench_mapping(
         for label, opts in ((m, MODES[m]) for m in modes):
             bare_runs, runs = [], defaultdict(list)
             for _ in range(rounds):
-                with heap_allocations():
-                    bare_runs.append(bare_forward(loaded(name), bool(opts.get("autocast_bf16")),
-                                                  bool(opts["channels_last"])))  # fmt: skip
+                bare_runs.append(bare_figure(name, opts))
                 for tile in tiles:
                     for proba in (False, True) if tile == DEFAULT_TILE else (False,):
                         out_dir = tmp / f"{name}_{label}_{tile}_{proba}"
@@ -182,9 +189,10 @@ def bench_mapping(
                         faults = (after.ru_minflt - before.ru_minflt) / 1e3
                         runs[tile, proba].append((res.pixels_per_second / 1e6, wall / 1e6,
                                                   system, faults))  # fmt: skip
+                bare_runs.append(bare_figure(name, opts))
             bare = float(np.median(bare_runs))
             out[f"{name} bare {label}"] = bare
-            print(f"  {name} {label}: bare net {bare:.3f} Mpx/s (rounds: "
+            print(f"  {name} {label}: bare net {bare:.3f} Mpx/s (before and after each round: "
                   f"{', '.join(f'{b:.2f}' for b in bare_runs)})", flush=True)  # fmt: skip
             for (tile, proba), speeds in runs.items():
                 mpx, wall, system, faults = (float(np.median(v)) for v in zip(*speeds, strict=True))

@@ -109,7 +109,9 @@ def test_outputs_are_cogs_with_codes_colours_nodata_and_probabilities(scene, tmp
 
 def test_maps_people_look_at_have_overviews_probabilities_do_not(tmp_path):
     """Class map and confidence get overviews (QGIS zoomed out); probabilities, read by
-    programs, are a COG without them (building them was most of the COG conversion)."""
+    programs, are a COG without them (building them was most of the COG conversion), with
+    TIFF's horizontal-differencing predictor (smaller and faster to write on real
+    probabilities), which the categorical class map does not get."""
     image = np.clip(np.rint(spot_like(1100, 700, seed=2)), 1, 65535).astype(np.uint16)
     path = tmp_path / "big.tif"
     profile = dict(driver="GTiff", width=700, height=1100, count=4, dtype="uint16")
@@ -121,6 +123,9 @@ def test_maps_people_look_at_have_overviews_probabilities_do_not(tmp_path):
         with rasterio.open(file) as src:
             assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
             levels[file.name] = src.overviews(1)
+            structure = src.tags(ns="IMAGE_STRUCTURE")
+            assert structure.get("COMPRESSION") == "DEFLATE"
+            assert structure.get("PREDICTOR") == ("2" if file == out.proba else None), structure
     assert levels["map_classes.tif"] and levels["map_confidence.tif"], levels
     assert levels["map_proba.tif"] == []
 

@@ -281,7 +281,8 @@ class MapWriter:
             yield self
             self._close()
             for spec, tmp, _ in self._open.values():
-                finalize_cog(tmp, spec.path, overviews=spec.kind != "proba")
+                proba = spec.kind == "proba"  # uint16 0-1000 in every writer
+                finalize_cog(tmp, spec.path, overviews=not proba, predictor=proba)
             finished = True
         finally:
             self._close()

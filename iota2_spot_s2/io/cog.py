@@ -79,6 +79,7 @@ def finalize_cog(
     dst_path: str | os.PathLike[str],
     resampling: str = "NEAREST",
     overviews: bool = True,
+    predictor: bool = False,
 ) -> Path:
     """Copy a GeoTIFF to ``dst_path`` as a COG (atomically) and delete the source.
 
@@ -86,6 +87,13 @@ def finalize_cog(
     writes a COG without overviews (tiled, header first): building them is most of the
     conversion's cost (a 10-band 4096 x 4096 uint16 raster on 2 cores: 5.3 s with, 1.4 s
     without), worth it for what people look at, not for probabilities read by programs.
+    ``predictor=True`` (integer rasters of spatially smooth values: probabilities) adds TIFF's
+    horizontal differencing (``PREDICTOR=2``, read by every TIFF reader, OTB included). On the
+    REAL 5-class probabilities of an FCN trained on Dubai aerial images (``experiments/
+    dubai_real.py``, held-out area ``tile_8``, 29 Mpx, 2 cores) the COG took 0.95 s instead of
+    1.12 and 163 MB instead of 182; on an untrained network's noisy ones (8192², 10 classes)
+    8.0 s instead of 7.1 and 4 % more. ZSTD level 1 wrote the real ones in 0.41 s (188 MB) but
+    not every reader has it.
     """
     with atomic_output(dst_path) as tmp:
         rio_copy(
@@ -99,6 +107,7 @@ def finalize_cog(
             OVERVIEW_RESAMPLING=resampling,
             BIGTIFF="IF_SAFER",
             OVERVIEWS="AUTO" if overviews else "NONE",
+            **({"PREDICTOR": 2} if predictor else {}),
         )
     Path(src_path).unlink(missing_ok=True)
     return Path(dst_path)

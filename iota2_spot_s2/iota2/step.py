@@ -160,7 +160,16 @@ class SpotFCNSteps:
     tiles: list[str]
     working_directory: str | None
 
-    def _configure(self, cfg: str, working_directory: object, tiles: Sequence[str] | None) -> None:
+    def __init__(
+        self,
+        cfg: str,
+        cfg_resources_file: str | None = None,
+        working_directory: str | None = None,
+        *,
+        tiles: Sequence[str] | None = None,
+    ) -> None:
+        # the base after this mixin: iota2's Step, or StandaloneStep (same three arguments)
+        super().__init__(cfg, cfg_resources_file, self.resources_block_name)  # type: ignore[call-arg]
         self.working_directory = _working_directory(working_directory, type(self).__name__)
         self.run = load_config(cfg)
         self.tiles = _tile_list(tiles, self.run)
@@ -203,17 +212,6 @@ class SpotFCNSteps:
 class StandaloneSpotFCNClassification(SpotFCNSteps, StandaloneStep):
     """The step without iota2 (what ``fuse-classify iota2 step`` runs, iota2 installed or not)."""
 
-    def __init__(
-        self,
-        cfg: str,
-        cfg_resources_file: str | None = None,
-        working_directory: str | None = None,
-        *,
-        tiles: Sequence[str] | None = None,
-    ) -> None:
-        super().__init__(cfg, cfg_resources_file, self.resources_block_name)
-        self._configure(cfg, working_directory, tiles)
-
 
 IOTA2_STEP, IOTA2_IMPORT_PROBLEM = find_iota2_step()
 if IOTA2_IMPORT_PROBLEM:
@@ -252,8 +250,7 @@ class SpotFCNClassification(SpotFCNSteps, _Base):
     ) -> None:
         if IOTA2_IMPORT_PROBLEM:
             raise InputError(cfg, f"iota2's Step does not import ({IOTA2_IMPORT_PROBLEM})")
-        super().__init__(cfg, cfg_resources_file, self.resources_block_name)
-        self._configure(cfg, working_directory, tiles)
+        super().__init__(cfg, cfg_resources_file, working_directory, tiles=tiles)
         self._register_tasks()
 
     def _task_dependencies(self) -> dict[str, list[str]]:

@@ -203,7 +203,7 @@ def child_run(paths: dict[str, str], out: Path) -> dict[str, float]:
         load_model(paths["checkpoint"]), image, out / "maps", tile=512, progress=False
     )
     marks["predict_map"] = _hwm_mib()
-    ctx = TileContext("T0", out, image, None, prepared, list(CODES), None, None)  # type: ignore[arg-type]
+    ctx = TileContext("T0", out, image, None, prepared, list(CODES), None, None, out / "bench.cfg")  # type: ignore[arg-type]
     _score(ctx, StrategyOutput("spot:fcn", maps.class_map, None), "simulated")
     marks["score"] = _hwm_mib()
     return marks

@@ -235,3 +235,20 @@ def test_training_inputs_are_checked(scene):
         train_s2_classifier(series, labels, split, kind="svm")
     with pytest.raises(ValueError):
         train_s2_classifier(series, labels, np.zeros_like(split))
+
+
+def test_writing_probabilities_leaves_the_callers_nodata_alone(scene, scene_models, tmp_path):
+    """``write_proba_maps`` reads NaN as nodata and must not zero them in the caller's array:
+    a second write of the same array gives the same nodata pixels."""
+    info, series, _, _ = scene
+    proba = predict_proba_map(scene_models["rf"], series)
+    proba[:, 2, 3] = np.nan
+    before = proba.copy()
+    first = write_proba_maps(proba, info.s2_grid, tmp_path / "a", info.codes)
+    second = write_proba_maps(proba, info.s2_grid, tmp_path / "b", info.codes)
+    np.testing.assert_array_equal(proba, before)
+    for paths in (first, second):
+        with rasterio.open(paths["classes"]) as src:
+            assert src.read(1)[2, 3] == 0
+        with rasterio.open(paths["proba"]) as src:
+            assert (src.read()[:, 2, 3] == 65535).all()

@@ -10,7 +10,8 @@ maps (:func:`~iota2_spot_s2.timeseries.write_s2_maps`) and decision-level fusion
 no faster) or, with ``scheduler=`` / ``workers=``, as tasks on a dask cluster. Each kind says
 what its workers do with a small picklable *work* object (:class:`Work`): ``build(threads)``
 makes the worker's state once (an engine, a classifier, open readers) and ``compute(state,
-group)`` returns the encoded cores of a group of units. With a cluster:
+group, kinds)`` returns the encoded cores of a group of units (only the writer's pending
+kinds). With a cluster:
 
 1. The job (the work object: the model on CPU, a classifier, a lazy input's graph or a path,
    never pixels already read) is sent to every worker **once**

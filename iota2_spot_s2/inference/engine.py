@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from iota2_spot_s2.arrays import zero_nonfinite
 from iota2_spot_s2.inference.allocator import heap_allocations
 from iota2_spot_s2.inference.sources import ArraySource, WindowSource
 from iota2_spot_s2.inference.tiling import (
@@ -44,7 +45,6 @@ from iota2_spot_s2.inference.tiling import (
     plan_tiles,
     round_up,
 )
-from iota2_spot_s2.training.sampling import zero_nonfinite
 
 MODES = ("dense", "per_pixel")
 PATCH_BATCH = 1024  # patches per forward_patches call in per_pixel mode

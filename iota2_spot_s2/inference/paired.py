@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from iota2_spot_s2.arrays import zero_nonfinite
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
 from iota2_spot_s2.inference.engine import Engine, core_probabilities
@@ -78,7 +79,7 @@ from iota2_spot_s2.training.paired_data import (
     grid_attrs,
     prepare_s2_series,
 )
-from iota2_spot_s2.training.sampling import ImageSource, zero_nonfinite
+from iota2_spot_s2.training.sampling import ImageSource
 
 #: Stacked S2 series up to this size are loaded once; bigger ones are read window by window
 #: (open them with small ``chunks``, e.g. 128, so that a window touches little data).

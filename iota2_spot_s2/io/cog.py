@@ -107,7 +107,7 @@ def finalize_cog(
             OVERVIEW_RESAMPLING=resampling,
             BIGTIFF="IF_SAFER",
             OVERVIEWS="AUTO" if overviews else "NONE",
-            **({"PREDICTOR": 2} if predictor else {}),
+            **({"PREDICTOR": "STANDARD"} if predictor else {}),
         )
     Path(src_path).unlink(missing_ok=True)
     return Path(dst_path)

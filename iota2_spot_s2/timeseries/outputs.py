@@ -37,6 +37,7 @@ from dask.base import tokenize
 from rasterio.windows import Window
 from tqdm.auto import tqdm
 
+from iota2_spot_s2.arrays import zero_nonfinite
 from iota2_spot_s2.grid import Grid, iter_windows
 from iota2_spot_s2.inference.distributed import write_units
 from iota2_spot_s2.inference.tiling import PixelWindow
@@ -53,7 +54,6 @@ from iota2_spot_s2.nomenclature import Nomenclature
 from iota2_spot_s2.timeseries.classifiers import S2Classifier, check_bands, predict_window
 from iota2_spot_s2.timeseries.gapfill import format_dates
 from iota2_spot_s2.timeseries.samples import DEFAULT_WINDOW, series_grid
-from iota2_spot_s2.training.sampling import zero_nonfinite
 
 
 def provenance_tags(clf: S2Classifier, series: xr.DataArray | None = None) -> dict[str, str]:
@@ -218,7 +218,8 @@ def _encode(
 ) -> dict[str, np.ndarray]:
     """Encoded outputs ``kinds`` of ``(K, h, w)`` probabilities, NaN = nodata."""
     invalid = ~np.isfinite(proba).all(axis=0)
-    return encode(zero_nonfinite(proba), invalid, codes, kinds)
+    # a copy: write_proba_maps passes views of the caller's array (NaN = nodata there)
+    return encode(zero_nonfinite(np.array(proba, np.float32)), invalid, codes, kinds)
 
 
 def _write(writer: MapWriter, win: Window, proba: np.ndarray) -> None:

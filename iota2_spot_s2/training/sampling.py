@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from iota2_spot_s2.arrays import zero_nonfinite
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.reference import TRAIN
 
@@ -203,14 +204,6 @@ def band_statistics(source: ImageSource, split: np.ndarray) -> tuple[np.ndarray,
     std = np.sqrt(m2 / count)
     std[std == 0] = 1.0
     return mean.astype(np.float32), std.astype(np.float32)
-
-
-def zero_nonfinite(array: np.ndarray) -> np.ndarray:
-    """NaN and infinities set to 0, in place (``np.nan_to_num`` took 11 ms per 1152 px window)."""
-    finite = np.isfinite(array)
-    if not finite.all():
-        np.copyto(array, 0.0, where=~finite)
-    return array
 
 
 def normalize(window: np.ndarray, band_mean: np.ndarray, band_std: np.ndarray) -> np.ndarray:

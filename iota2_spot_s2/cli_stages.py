@@ -232,7 +232,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_TILE,
         help=f"tile core side in pixels (>= 64, default {DEFAULT_TILE}; the map does not depend "
         "on it, memory does: ~2.4 GiB at 1024, ~0.9 at 512; with --bf16 on scenes of 16k x 16k "
-        "px or more, 2048 maps 4-10%% faster for ~3.1 GiB)",
+        "px or more, 2048 maps 4-14%% faster for ~3.1 GiB)",
     )
     p.add_argument("--mode", choices=("dense", "per_pixel"), default="dense")
     p.add_argument("--proba", action="store_true", help="also write probabilities (0-1000)")

@@ -98,7 +98,7 @@ class Tile:
 #: end on 2 cores (``benchmarks/bench_mapping.py``, docs/RESULTS.md), 1024 is the fastest whose
 #: working set stays a few GiB (peak RSS of a map with probabilities 1.8 GiB at 16 Mpx, 1.3 GiB
 #: for one tile, whatever the scene size). 2048 peaks at 3.1 GiB in bf16 (4.6 in fp32) and maps
-#: bf16 4-10 % faster on scenes of 16384² px and more, but slower on small ones here (the first
+#: bf16 4-14 % faster on scenes of 16384² px and more, but slower on small ones here (the first
 #: touch of its working set is paid once per map): an option for large bf16 maps, not the
 #: default. With many dask workers on one host (each gets RAM / workers), 512 halves each
 #: worker's need.

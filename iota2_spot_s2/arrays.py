@@ -1,4 +1,8 @@
-"""Small NumPy helpers shared by training and mapping (no torch, no package imports)."""
+"""NumPy helpers shared by training and mapping (no torch, no package imports).
+
+The band normalisation every reader of network inputs applies (training crops, map windows,
+early fusion's Sentinel-2 windows).
+"""
 
 from __future__ import annotations
 
@@ -11,3 +15,10 @@ def zero_nonfinite(array: np.ndarray) -> np.ndarray:
     if not finite.all():
         np.copyto(array, 0.0, where=~finite)
     return array
+
+
+def normalize(window: np.ndarray, band_mean: np.ndarray, band_std: np.ndarray) -> np.ndarray:
+    """``(x - mean) / std`` per band (axis 0 or -3), NaN and infinities -> 0, float32."""
+    shape = (-1, 1, 1)
+    out = (window - band_mean.reshape(shape)) / band_std.reshape(shape)
+    return zero_nonfinite(out.astype(np.float32, copy=False))

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from iota2_spot_s2.arrays import zero_nonfinite
+from iota2_spot_s2.arrays import normalize, zero_nonfinite
 from iota2_spot_s2.inference.allocator import heap_allocations
 from iota2_spot_s2.inference.sources import ArraySource, WindowSource
 from iota2_spot_s2.inference.tiling import (
@@ -233,7 +233,7 @@ class Engine:
             np.subtract(data, self.mean, out=data)
             np.divide(data, self.std, out=data)
             return zero_nonfinite(data)
-        return zero_nonfinite(((data - self.mean) / self.std).astype(np.float32, copy=False))
+        return normalize(data, self.mean, self.std)
 
     def read_tile(
         self, source: WindowSource, tile: Tile, buffer: np.ndarray | None = None

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from iota2_spot_s2.arrays import zero_nonfinite
+from iota2_spot_s2.arrays import normalize
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
 from iota2_spot_s2.inference.engine import Engine, core_probabilities
@@ -136,8 +136,7 @@ class PairedEngine(Engine):
         if self.s2 is None:
             return np.zeros((self.s2_mean.shape[0], height, width), np.float32), False
         raw = self.s2.read(rows, cols, height, width)
-        out = ((raw - self.s2_mean) / self.s2_std).astype(np.float32, copy=False)
-        return zero_nonfinite(out), bool(np.isfinite(raw).any())
+        return normalize(raw, self.s2_mean, self.s2_std), bool(np.isfinite(raw).any())
 
     def read_tile(
         self, source: WindowSource, tile: Tile, buffer: np.ndarray | None = None

@@ -7,6 +7,7 @@
 - :mod:`~iota2_spot_s2.training.validation`: VAL-tile scoring used for model selection.
 """
 
+from iota2_spot_s2.arrays import normalize
 from iota2_spot_s2.training.checkpoint import LoadedModel, load_model, read_checkpoint
 from iota2_spot_s2.training.loop import TrainResult, train
 from iota2_spot_s2.training.losses import class_weights, make_criterion, train_class_counts
@@ -15,7 +16,6 @@ from iota2_spot_s2.training.sampling import (
     CropSampler,
     ImageSource,
     band_statistics,
-    normalize,
 )
 
 __all__ = [

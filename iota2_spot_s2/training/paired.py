@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from iota2_spot_s2.arrays import normalize
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.models import build_model
 from iota2_spot_s2.training.checkpoint import LoadedModel, load_model, read_checkpoint
@@ -42,7 +43,7 @@ from iota2_spot_s2.training.paired_data import (
     prepare_s2_series,
     s2_train_split,
 )
-from iota2_spot_s2.training.sampling import ImageSource, band_statistics, normalize
+from iota2_spot_s2.training.sampling import ImageSource, band_statistics
 from iota2_spot_s2.training.schedule import check_budget
 from iota2_spot_s2.training.session import Session, prepare_session
 from iota2_spot_s2.training.validation import ValidationSet

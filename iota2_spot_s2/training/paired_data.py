@@ -38,6 +38,7 @@ import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 
+from iota2_spot_s2.arrays import normalize
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.models.fusion_net import RatioLike, as_ratio
 from iota2_spot_s2.reference import TRAIN
@@ -48,7 +49,6 @@ from iota2_spot_s2.training.sampling import (
     IGNORE_INDEX,
     CropSampler,
     ImageSource,
-    normalize,
     read_window,
 )
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from iota2_spot_s2.arrays import zero_nonfinite
+from iota2_spot_s2.arrays import normalize
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.reference import TRAIN
 
@@ -204,13 +204,6 @@ def band_statistics(source: ImageSource, split: np.ndarray) -> tuple[np.ndarray,
     std = np.sqrt(m2 / count)
     std[std == 0] = 1.0
     return mean.astype(np.float32), std.astype(np.float32)
-
-
-def normalize(window: np.ndarray, band_mean: np.ndarray, band_std: np.ndarray) -> np.ndarray:
-    """``(x - mean) / std`` per band (axis 0 or -3), NaN and infinities -> 0, float32."""
-    shape = (-1, 1, 1)
-    out = (window - band_mean.reshape(shape)) / band_std.reshape(shape)
-    return zero_nonfinite(out.astype(np.float32, copy=False))
 
 
 def code_lookup(class_codes: list[int], max_code: int) -> np.ndarray:

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from iota2_spot_s2.arrays import normalize
 from iota2_spot_s2.evaluation import confusion_matrix, scores
 from iota2_spot_s2.reference import VAL
-from iota2_spot_s2.training.sampling import ImageSource, normalize, read_window
+from iota2_spot_s2.training.sampling import ImageSource, read_window
 
 
 @dataclass

@@ -52,7 +52,7 @@ N_CLASSES, BANDS = 10, 4
 MODES: dict[str, dict[str, bool]] = {
     "fp32": {"channels_last": False},
     "fp32+channels_last": {"channels_last": True},
-    "bf16+channels_last": {"channels_last": True, "autocast_bf16": True},
+    "bf16+channels_last": {"channels_last": True, "precision": "bf16"},
 }
 
 
@@ -115,7 +115,7 @@ def bare_forward(
 def bare_figure(name: str, opts: dict[str, bool]) -> float:
     """The bare network's Mpx/s with a map's numeric options and the engine's allocator."""
     with heap_allocations():
-        return bare_forward(loaded(name), bool(opts.get("autocast_bf16")),
+        return bare_forward(loaded(name), opts.get("precision") == "bf16",
                             bool(opts["channels_last"]))  # fmt: skip
 
 

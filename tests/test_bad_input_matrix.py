@@ -398,6 +398,9 @@ CASES: list[Case] = [
            _w(flag)) for flag, value in [("--epochs", "0"), ("--epochs", "-3"),
                                          ("--minutes", "0"), ("--minutes", "-1"),
                                          ("--block-m", "0"), ("--block-m", "-10")]],
+    Case("train", "value", "--precision fp16 on a CPU",
+         lambda c: _train(c, "--precision", "fp16", "--device", "cpu"),
+         _w("--precision fp16", "CUDA")),
     Case("train", "silent", "labels in another CRS", lambda c: _train(c, ref=c.world.labels_utm),
          _w(lambda c: c.world.labels_utm, "EPSG:32631")),
     Case("train", "silent", "0 used as a class beside a nodata tag",
@@ -430,6 +433,11 @@ CASES: list[Case] = [
            _w("--tile", "at least 64")) for v in ("0", "-64", "1")],
     Case("predict", "path", "--prefix ../../x", lambda c: [*_predict(c), "--prefix", "../../x"],
          _w("--prefix", "../../x")),
+    Case("predict", "value", "--precision fp16 on a CPU",
+         lambda c: [*_predict(c), "--precision", "fp16", "--device", "cpu"],
+         _w("--precision fp16", "CUDA")),
+    Case("predict", "value", "--precision fp64", lambda c: [*_predict(c), "--precision", "fp64"],
+         _w("--precision", "fp64")),
     Case("predict", "silent", "nomenclature without the model's codes",
          lambda c: [*_predict(c), "--nomenclature", str(c.world.nomenclature_other)],
          _w(lambda c: c.world.nomenclature_other)),
@@ -493,6 +501,10 @@ CASES: list[Case] = [
          _w(lambda c: c.out / "taken")),
     *_cfg_cases("iota2 check"),
     *_cfg_cases("iota2 step", parse_only=False),
+    *[Case(entry, "value", f"{key} fp16 on a CPU", lambda c, e=entry, k=key: [*e.split(), str(
+        c.cfg((f"spot_s2_fusion.{k}", "fp16"), ("spot_s2_fusion.device", "cpu")))],
+        _w(f"spot_s2_fusion.{key}", "fp16", "CUDA")) for entry in ("run", "iota2 step")
+      for key in ("map_precision", "training.precision")],
     *_cfg_cases("iota2 features", parse_only=False),
     # fuse reads the ground truth and SPOT image only after the step's outputs: without them it
     # refuses on those (last case), so the vector and SPOT faults are the step's cases

@@ -140,15 +140,18 @@ def test_per_pixel_patches_equal_dense_at_sampled_pixels():
     np.testing.assert_allclose(dense[:, rows, cols].T, expected, atol=1e-4)
 
 
-def test_bf16_and_channels_last_stay_close_and_leave_model_untouched():
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_autocast_stays_close_and_leaves_model_untouched(precision):
     model = loaded("fcn", widths=(8, 16, 24))
     image = spot_like(64, 72)
     fp32 = predict_array(model, image, tile=32)
     np.testing.assert_allclose(predict_array(model, image, channels_last=True), fp32, atol=1e-4)
-    fast = predict_array(model, image, tile=32, autocast_bf16=True, channels_last=True)
-    assert not np.array_equal(fast, fp32)  # bf16 really ran
+    fast = predict_array(model, image, tile=32, precision=precision, channels_last=True)
+    assert fast.dtype == np.float32  # the softmax runs in float32 whatever the autocast
+    assert not np.array_equal(fast, fp32)  # the autocast really ran
     assert np.abs(fast - fp32).mean() < 0.05
     assert (fast.argmax(0) == fp32.argmax(0)).mean() > 0.9
+    np.testing.assert_allclose(fast.sum(0), 1.0, atol=1e-5)
     assert model.model.stem[0].weight.is_contiguous()  # still default memory format
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -173,6 +176,8 @@ def test_wrong_band_count_and_bad_options_are_rejected():
         predict_array(model, np.zeros((3, 20, 20), np.float32))
     with pytest.raises(ValueError, match="mode"):
         predict_array(model, np.zeros((4, 20, 20), np.float32), mode="sliding")
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16"):
+        predict_array(model, np.zeros((4, 20, 20), np.float32), precision="fp64")
     with pytest.raises(ValueError, match="forward_patches"):
         predict_array(loaded("fcn", widths=(8, 16)), np.zeros((4, 16, 16)), mode="per_pixel")
     with pytest.raises(ValueError, match="margin"):

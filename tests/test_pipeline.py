@@ -167,6 +167,32 @@ def test_run_writes_the_oso_product_of_each_strategy_and_keeps_it_on_rerun(chain
     assert report.stat().st_mtime_ns == stamp  # resumed, not rewritten
 
 
+def test_predict_in_bf16_through_the_cli_stays_close_to_fp32(chain_run, tmp_path: Path) -> None:
+    """``--precision bf16`` (or its alias ``--bf16``) changes the arithmetic, not the map."""
+
+    def predict(out: Path, *flags: str) -> dict[str, np.ndarray | dict[str, str]]:
+        result = fuse_classify(
+            "predict", "--checkpoint", str(chain_run["tile_dir"] / "models" / "fcn.pt"),
+            "--image", str(chain_run["scene_spot"]), "--out", str(out), "--proba", *flags,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        with rasterio.open(out / "map_classes.tif") as src:
+            classes, tags = src.read(1), src.tags()
+        with rasterio.open(out / "map_proba.tif") as src:
+            proba = src.read().astype(np.int32)
+        return {"classes": classes, "proba": proba, "tags": tags}
+
+    fp32 = predict(tmp_path / "fp32")
+    bf16 = predict(tmp_path / "bf16", "--precision", "bf16")
+    alias = predict(tmp_path / "alias", "--bf16")
+    assert (fp32["tags"]["PRECISION"], bf16["tags"]["PRECISION"]) == ("fp32", "bf16")
+    np.testing.assert_array_equal(alias["proba"], bf16["proba"])
+    diff = np.abs(bf16["proba"] - fp32["proba"])  # 0-1000 probabilities
+    assert diff.max() > 0  # bf16 really ran
+    assert diff.mean() < 20
+    assert (bf16["classes"] == fp32["classes"]).mean() > 0.9
+
+
 def test_stage_commands_reproduce_the_chain(chain_run, tmp_path: Path) -> None:
     tile_dir = chain_run["tile_dir"]
     predicted = fuse_classify(

@@ -164,6 +164,8 @@ def test_the_valid_cfg_passes_iota2_check(scene: SceneInfo, tmp_path: Path) -> N
         ("spot_s2_fusion.training.iters_per_epoch", 1.5, "iters_per_epoch must be a positive"),
         ("spot_s2_fusion.training.class_weighting", "balanced", "one of median_frequency"),
         ("spot_s2_fusion.training.bf16", "yes", "bf16 must be True or False (got 'yes')"),
+        ("spot_s2_fusion.map_precision", "fp64", "map_precision must be one of fp32, bf16, fp16"),
+        ("spot_s2_fusion.training.precision", "half", "precision must be one of fp32, bf16, fp16"),
         ("spot_s2_fusion.tempcnn_epochs", 0, "tempcnn_epochs must be a positive integer"),
         ("spot_s2_fusion.s2_classifier", "svm", "s2_classifier must be one of rf, tempcnn"),
         ("spot_s2_fusion.fusion_model", "early_fusion", "fusion_model must be one of patch_cnn"),
@@ -256,3 +258,16 @@ def test_python_users_get_the_same_checks() -> None:
         PluginSettings(tile_size=True)
     with pytest.raises(ValidationError):
         PluginSettings(models=("fcn",), strategies=("late-mean",), fusion_model="patch_cnn")
+
+
+def test_the_older_bf16_key_is_the_training_precision(scene: SceneInfo, tmp_path: Path) -> None:
+    sections = _sections(scene, tmp_path / "out")
+    assert load_config(_write(tmp_path, sections)).plugin.recipe("fcn")["precision"] == "fp32"
+    older = _with(sections, "spot_s2_fusion.training.bf16", True)
+    recipe = load_config(_write(tmp_path, older)).plugin.recipe("fcn")
+    assert recipe["precision"] == "bf16" and "bf16" not in recipe  # train() takes precision
+    fp16 = _with(sections, "spot_s2_fusion.training.precision", "fp16")
+    assert load_config(_write(tmp_path, fp16)).plugin.recipe("fcn")["precision"] == "fp16"
+    with pytest.raises(InputError) as err:
+        load_config(_write(tmp_path, _with(older, "spot_s2_fusion.training.precision", "fp16")))
+    assert "training.bf16 is True but training.precision is 'fp16'" in err.value.problem

@@ -1,9 +1,9 @@
 """Tiled inference of the early-fusion net: SPOT tiles with their Sentinel-2 windows at 10 m.
 
 The SPOT side is the engine of :mod:`~iota2_spot_s2.inference.engine` (same tiling, zero padding
-in normalised space, background reads, bf16 / channels-last options, same writers and outputs as
-:func:`~iota2_spot_s2.inference.predict_map`). :class:`PairedEngine` adds, for each tile, the S2
-window under its read window: the model's ``downsample`` is the common SPOT/S2 period
+in normalised space, background reads, precision and channels-last options, same writers and
+outputs as :func:`~iota2_spot_s2.inference.predict_map`). :class:`PairedEngine` adds, for each
+tile, the S2 window under its read window: the model's ``downsample`` is the common SPOT/S2 period
 (``lcm(8, p)`` = 40 SPOT px = 6 S2 px for 1.5 m / 10 m) and the default margin is a multiple of it
 covering the receptive-field radius, so every read window starts and ends on both grids and the S2
 window is an exact integer window of the 10 m series (read window by window; the series is never
@@ -94,7 +94,7 @@ class PairedEngine(Engine):
         s2: Stacked ``(T * C, y, x)`` series (from
             :func:`~iota2_spot_s2.training.paired_data.prepare_s2_series`) or None (missing).
         geometry: SPOT/S2 pairing.
-        margin, batch_size, autocast_bf16, channels_last: As for :class:`Engine`.
+        margin, batch_size, precision, channels_last: As for :class:`Engine`.
     """
 
     def __init__(
@@ -105,14 +105,14 @@ class PairedEngine(Engine):
         *,
         margin: int | None = None,
         batch_size: int = 1,
-        autocast_bf16: bool = False,
+        precision: str = "fp32",
         channels_last: bool = True,
     ) -> None:
         super().__init__(
             loaded,
             margin=margin,
             batch_size=batch_size,
-            autocast_bf16=autocast_bf16,
+            precision=precision,
             channels_last=channels_last,
         )
         if geometry.ratio != loaded.ratio:
@@ -192,7 +192,7 @@ def predict_early_fusion_array(
     margin: int | None = None,
     geometry: PairGeometry | None = None,
     batch_size: int = 1,
-    autocast_bf16: bool = False,
+    precision: str = "fp32",
     channels_last: bool = True,
     progress: bool = False,
 ) -> np.ndarray:
@@ -206,7 +206,7 @@ def predict_early_fusion_array(
         margin: Overlap per side; default covers the receptive-field radius.
         geometry: SPOT/S2 pairing; default the model's ratio with no offset.
         batch_size: Tiles per forward call.
-        autocast_bf16: bfloat16 autocast.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` autocast (see :class:`Engine`).
         channels_last: channels-last memory format.
         progress: Show a progress bar.
     """
@@ -219,7 +219,7 @@ def predict_early_fusion_array(
         geometry,
         margin=margin,
         batch_size=batch_size,
-        autocast_bf16=autocast_bf16,
+        precision=precision,
         channels_last=channels_last,
     )
     with engine:
@@ -238,7 +238,7 @@ def predict_early_fusion_map(
     nomenclature: Nomenclature | None = None,
     prefix: str = "map",
     batch_size: int = 1,
-    autocast_bf16: bool = False,
+    precision: str = "fp32",
     channels_last: bool = True,
     valid_mask: MaskLike | None = None,
     progress: bool = True,
@@ -260,7 +260,7 @@ def predict_early_fusion_map(
         nomenclature: Colours and class names.
         prefix: File-name prefix.
         batch_size: Tiles per forward call.
-        autocast_bf16: bfloat16 autocast.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` autocast (see :class:`Engine`).
         channels_last: channels-last memory format.
         valid_mask: Optional bool ``(H, W)``, False = nodata in the outputs.
         progress: Show a tqdm bar over tiles.
@@ -290,11 +290,11 @@ def predict_early_fusion_map(
             geometry,
             margin=margin,
             batch_size=batch_size,
-            autocast_bf16=autocast_bf16,
+            precision=precision,
             channels_last=channels_last,
         )
         _check_bands(source, engine, spot)
-        fingerprint = _paired_fingerprint(model, source, stack, nomenclature, autocast_bf16)
+        fingerprint = _paired_fingerprint(model, source, stack, nomenclature, precision)
         specs = output_files(out, prefix, codes, write_proba)
         qml_path = out / f"{prefix}_classes.qml"
         with output_lock(out, prefix):
@@ -302,12 +302,12 @@ def predict_early_fusion_map(
             if not pending:
                 seconds, speed = read_timing(specs[0].path)
                 return _outputs(specs, _write_qml(nomenclature, qml_path), seconds, speed, True)
-            tags = {FINGERPRINT_TAG: fingerprint, **_human_tags(model, codes, "dense")}
+            tags = {FINGERPRINT_TAG: fingerprint, **_human_tags(model, codes, "dense", precision)}
             tags["S2_INPUT"] = "none (missing-S2 embedding)" if stack is None else "10 m windows"
             tiles = engine.plan(source.height, source.width, tile)
             writer = MapWriter(pending, grid, codes, nomenclature, tags, n_tiles=len(tiles))
             options = dict(s2=stack, geometry=geometry, margin=engine.margin,
-                           batch_size=batch_size, autocast_bf16=autocast_bf16,
+                           batch_size=batch_size, precision=precision,
                            channels_last=channels_last)  # fmt: skip
             with engine, writer.session():
                 start = time.perf_counter()
@@ -348,10 +348,10 @@ def _paired_fingerprint(
     source: ArraySource | RasterSource,
     stack: xr.DataArray | np.ndarray | None,
     nomenclature: Nomenclature | None,
-    bf16: bool,
+    precision: str,
 ) -> str:
     """The SPOT map fingerprint extended with the S2 input and normalisation."""
-    h = hashlib.sha256(_fingerprint(model, source, nomenclature, "dense", bf16).encode())
+    h = hashlib.sha256(_fingerprint(model, source, nomenclature, "dense", precision).encode())
     h.update(b"none" if stack is None else source_identity(ArraySource(stack)).encode())
     h.update(np.asarray(model.s2_mean, np.float64).tobytes())
     h.update(np.asarray(model.s2_std, np.float64).tobytes())

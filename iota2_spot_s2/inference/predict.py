@@ -91,7 +91,7 @@ def predict_map(
     prefix: str = "map",
     batch_size: int | None = None,
     mode: str = "dense",
-    autocast_bf16: bool = False,
+    precision: str = "fp32",
     channels_last: bool = True,
     valid_mask: MaskLike | None = None,
     progress: bool = True,
@@ -116,7 +116,8 @@ def predict_map(
             fitting_batch`, measured on the first tile's window); else 1 (on a CPU a batch is no
             faster; dask workers may share a GPU).
         mode: ``"dense"``, or ``"per_pixel"`` (patch_cnn sliding-window baseline, slow).
-        autocast_bf16: bfloat16 autocast (faster, slightly different; off by default).
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` autocast (see
+            :class:`~iota2_spot_s2.inference.engine.Engine`).
         channels_last: channels-last memory format (default; fp32 results equal the
             contiguous layout within 1e-4 and run ~1.5-2x faster on CPU).
         valid_mask: Optional bool ``(H, W)`` array/DataArray, False = do not map (nodata).
@@ -148,15 +149,15 @@ def predict_map(
         margin=margin,
         mode=mode,
         batch_size=batch_size or 1,
-        autocast_bf16=autocast_bf16,
+        precision=precision,
         channels_last=channels_last,
     )
     options = dict(margin=engine.margin, mode=mode, batch_size=engine.batch_size,
-                   autocast_bf16=autocast_bf16, channels_last=channels_last)  # fmt: skip
+                   precision=precision, channels_last=channels_last)  # fmt: skip
     with engine, contextlib.closing(open_source(image, valid_mask)) as source:
         _check_bands(source, engine, image)
         grid = source_grid(source)
-        fingerprint = _fingerprint(model, source, nomenclature, mode, autocast_bf16)
+        fingerprint = _fingerprint(model, source, nomenclature, mode, precision)
         specs = output_files(out, prefix, codes, write_proba)
         with output_lock(out, prefix):
             pending = [s for s in specs if not is_complete(s, grid, fingerprint)]
@@ -164,7 +165,7 @@ def predict_map(
                 seconds, speed = read_timing(specs[0].path)
                 qml = _write_qml(nomenclature, out / f"{prefix}_classes.qml")
                 return _outputs(specs, qml, seconds, speed, resumed=True)
-            tags = {FINGERPRINT_TAG: fingerprint, **_human_tags(model, codes, mode)}
+            tags = {FINGERPRINT_TAG: fingerprint, **_human_tags(model, codes, mode, precision)}
             tiles = engine.plan(source.height, source.width, tile)
             if batch_size is None and scheduler is None and workers is None:
                 # measured on this process's GPU: workers may share one, so they keep 1
@@ -279,7 +280,7 @@ def _fingerprint(
     source: ArraySource | RasterSource,
     nomenclature: Nomenclature | None,
     mode: str,
-    bf16: bool,
+    precision: str,
 ) -> str:
     """Hash of everything that determines the maps' content (see writers' docstring)."""
     h = hashlib.sha256()
@@ -295,16 +296,18 @@ def _fingerprint(
         "input": source_identity(source),
         "nomenclature": repr(nomenclature),
         "mode": mode,
-        "bf16": bf16,
+        "bf16": precision == "bf16",  # the key of fp32 and bf16 maps written before fp16
+        **({"precision": precision} if precision not in ("fp32", "bf16") else {}),
     }
     h.update(json.dumps(desc, sort_keys=True).encode())
     return h.hexdigest()
 
 
-def _human_tags(model: ModelLike, codes: list[int], mode: str) -> dict[str, str]:
+def _human_tags(model: ModelLike, codes: list[int], mode: str, precision: str) -> dict[str, str]:
     return {
         "MODEL_NAME": str(getattr(model, "model_name", type(model.model).__name__)),
         "CLASS_CODES": " ".join(map(str, codes)),
         "INFERENCE_MODE": mode,
+        "PRECISION": precision,
         "SOFTWARE": f"iota2_spot_s2 {iota2_spot_s2.__version__}",
     }

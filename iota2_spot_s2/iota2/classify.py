@@ -146,13 +146,16 @@ def classify_tile(
     run: RunConfig, job: TileJob, nomenclature: Nomenclature | None = None
 ) -> SpotClassification:
     """Train (or load) the SPOT FCN for one tile and seed; write its ``spot_s2/classif/`` files."""
-    from iota2_spot_s2.devices import resolve_cfg_device
+    from iota2_spot_s2.devices import resolve_cfg_device, resolve_cfg_precision
     from iota2_spot_s2.fusion import fuse_rasters
     from iota2_spot_s2.inference import predict_map
     from iota2_spot_s2.sensors import open_spot
     from iota2_spot_s2.training import load_model
 
     chain, plugin = run.chain, run.plugin
+    precision = resolve_cfg_precision(plugin.map_precision, plugin.device, run.source)
+    resolve_cfg_precision(plugin.recipe("fcn")["precision"], plugin.device, run.source,
+                          key="training.precision")  # fmt: skip
     grid = tile_grid(require_s2_path(run), job.tile, chain.spatial_resolution)
     spot_path = spot_image_of(run, job.tile)
     spot = crop_to_grid(open_spot(spot_path), grid, spot_path)
@@ -164,7 +167,7 @@ def classify_tile(
     maps = predict_map(
         model, spot, work / "maps", tile=plugin.tile_size, write_proba=True,
         nomenclature=nomenclature, prefix=f"fcn_seed_{job.seed}", scheduler=plugin.scheduler,
-        workers=plugin.workers,
+        workers=plugin.workers, precision=precision,
     )  # fmt: skip
     assert maps.proba is not None
     names = classif_names(job.tile, plugin.iota2_model, job.seed, SPOT_SUFFIX)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from iota2_spot_s2.devices import resolve_cfg_precision
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.evaluation.map_scoring import present_codes, score_map
 from iota2_spot_s2.io import atomic_output
@@ -76,6 +77,10 @@ def run_chain(run: RunConfig) -> list[ModelRun]:
         raise InputError(
             run.source, "no tile of chain.list_tile has an entry in spot_s2_fusion.spot_images"
         )
+    # a device this machine lacks, or fp16 on a CPU, refused before anything is trained
+    resolve_cfg_precision(plugin.map_precision, plugin.device, run.source)
+    resolve_cfg_precision(plugin.recipe("fcn")["precision"], plugin.device, run.source,
+                          key="training.precision")  # fmt: skip
     nomenclature = load_nomenclature(chain.nomenclature_path, chain.color_table)
     label = "simulated" if plugin.simulated else "real"
     runs: list[ModelRun] = []

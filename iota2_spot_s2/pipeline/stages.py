@@ -223,12 +223,15 @@ def predict_from_files(
     nomenclature_path: Path | None,
     color_path: Path | None,
     prefix: str,
-    bf16: bool = False,
+    precision: str = "fp32",
     device: str = "cpu",
     scheduler: str | None = None,
     workers: int | None = None,
 ) -> Any:
     """``fuse-classify predict``: map a whole image with a trained checkpoint on ``device``.
+
+    ``precision``: the network's arithmetic (:data:`~iota2_spot_s2.devices.PRECISIONS`, checked
+    against ``device`` by the CLI).
 
     ``scheduler``/``workers``: dask.distributed tile tasks (:func:`~iota2_spot_s2.inference.
     predict_map`); default one process.
@@ -255,7 +258,7 @@ def predict_from_files(
     with undo_on_failure(out_dir, on=(InputError,)), written_or_refused(out_dir, "the maps"):
         return predict_map(
             model, data, out_dir, tile=tile, mode=mode, write_proba=write_proba,
-            nomenclature=nomenclature, prefix=prefix, autocast_bf16=bf16, scheduler=scheduler,
+            nomenclature=nomenclature, prefix=prefix, precision=precision, scheduler=scheduler,
             workers=workers,
         )  # fmt: skip
 

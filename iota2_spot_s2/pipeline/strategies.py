@@ -61,6 +61,13 @@ class TileContext:
 
         return str(resolve_cfg_device(self.plugin.device, self.source))
 
+    @property
+    def precision(self) -> str:
+        """The maps' arithmetic (``spot_s2_fusion.map_precision``; fp16 needs a CUDA device)."""
+        from iota2_spot_s2.devices import resolve_cfg_precision
+
+        return resolve_cfg_precision(self.plugin.map_precision, self.plugin.device, self.source)
+
 
 @dataclass
 class StrategyOutput:
@@ -91,7 +98,7 @@ def run_spot(ctx: TileContext, model_name: str) -> StrategyOutput:
     outputs = predict_map(
         model, ctx.spot, ctx.tile_dir / "maps", tile=ctx.plugin.tile_size, write_proba=True,
         nomenclature=ctx.nomenclature, prefix=model_name, scheduler=ctx.plugin.scheduler,
-        workers=ctx.plugin.workers,
+        workers=ctx.plugin.workers, precision=ctx.precision,
     )  # fmt: skip
     return StrategyOutput(
         f"spot:{model_name}", outputs.class_map, outputs.proba, result.train_seconds,
@@ -158,6 +165,7 @@ def run_early(ctx: TileContext) -> StrategyOutput:
         load_early_fusion(result.checkpoint_path), ctx.spot, ctx.s2, ctx.tile_dir / "maps",
         tile=ctx.plugin.tile_size, write_proba=True, nomenclature=ctx.nomenclature,
         prefix="early_fusion", scheduler=ctx.plugin.scheduler, workers=ctx.plugin.workers,
+        precision=ctx.precision,
     )  # fmt: skip
     return StrategyOutput(
         "early", outputs.class_map, outputs.proba, result.train_seconds, result.best_epoch,

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from iota2_spot_s2.argtypes import SCHEDULER_PATTERN
+from iota2_spot_s2.devices import PRECISIONS
 from iota2_spot_s2.fusion._inputs import MOBS
 from iota2_spot_s2.inference.tiling import DEFAULT_TILE
 from iota2_spot_s2.models.fusion_net import EarlyFusionNet
@@ -142,7 +143,17 @@ class TrainingSettings(_Section):
         AfterValidator(_zero_is_none),
         Rule("an integer >= 0, or None (0 and None: every VAL pixel)"),
     ] = 500_000
-    bf16: Flag = False
+    precision: Annotated[str, OneOf(PRECISIONS)] = "fp32"
+    bf16: Flag = False  # the older spelling of precision = 'bf16'
+
+    @model_validator(mode="after")
+    def _one_precision(self) -> TrainingSettings:
+        if self.bf16 and self.precision not in ("fp32", "bf16"):
+            raise cfg_error(
+                f"{PLUGIN_SECTION}.training.bf16 is True but training.precision is "
+                f"{self.precision!r}: keep one of them"
+            )
+        return self
 
 
 class PluginSettings(_Section):
@@ -178,6 +189,7 @@ class PluginSettings(_Section):
         Field(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$"),
         Rule("auto, cpu, cuda or cuda:N (auto: CUDA when available)"),
     ] = "auto"
+    map_precision: Annotated[str, OneOf(PRECISIONS)] = "fp32"
     scheduler: Annotated[
         str | None,
         Field(pattern=SCHEDULER_PATTERN),
@@ -223,6 +235,8 @@ class PluginSettings(_Section):
     def recipe(self, model_name: str) -> dict[str, Any]:
         """The training arguments of one network: ``training`` with its ``model_steps`` budget."""
         values = self.training.model_dump()
+        if values.pop("bf16"):
+            values["precision"] = "bf16"
         if model_name in self.model_steps:
             values["max_steps"] = self.model_steps[model_name]
         return values

@@ -32,8 +32,11 @@ budget is given):
 Reproducibility: ``seed`` seeds the weights; the batch of step ``t`` comes from its own
 generator (:func:`.feed.step_rng`), so ``resume=True`` continues an interrupted run from its last
 finished round and, with a step or round budget on the same machine and thread count, ends with
-bit-identical weights to an uninterrupted run. With ``bf16`` the forward pass runs under
-``torch.autocast(dtype=bfloat16)`` (faster on CPUs with bf16 units; off by default).
+bit-identical weights to an uninterrupted run. ``precision="bf16"`` runs the forward pass under
+``torch.autocast(dtype=bfloat16)`` (faster on CPUs and GPUs with bf16 units); ``"fp16"`` under
+float16 autocast with a gradient scaler (``torch.amp.GradScaler``, saved in the checkpoint so a
+resumed run goes on with the same loss scale), for GPUs without bf16 (V100, T4). fp32 is the
+default.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
+from iota2_spot_s2.devices import autocast
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.training import checkpoint as ckpt
 from iota2_spot_s2.training.feed import BatchFeed, step_rng
@@ -123,7 +127,7 @@ def train(
     val_max_tiles: int | None = None,
     val_max_pixels: int | None = 500_000,
     final_validation: bool = True,
-    bf16: bool = False,
+    precision: str = "fp32",
     device: str = "cpu",
     resume: bool = True,
 ) -> TrainResult:
@@ -160,7 +164,8 @@ def train(
         val_max_pixels: Cap on the labelled VAL pixels of the per-round validation (a fixed
             seeded subset of tiles), ``None`` = every VAL tile.
         final_validation: Score the best weights on every VAL pixel once training stops.
-        bf16: bf16 autocast of the forward pass.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast of the forward pass; fp16 adds a
+            gradient scaler).
         device: Torch device.
         resume: Continue from ``checkpoint_path`` if it exists (else start afresh, overwriting).
 
@@ -175,7 +180,8 @@ def train(
         "seed": seed, "max_minutes": max_minutes, "max_steps": max_steps, "rounds": rounds,
         "class_weighting": class_weighting, "class_balanced": class_balanced,
         "model_kwargs": dict(model_kwargs or {}), "val_tile": val_tile,
-        "val_max_tiles": val_max_tiles, "val_max_pixels": val_max_pixels, "bf16": bf16,
+        "val_max_tiles": val_max_tiles, "val_max_pixels": val_max_pixels,
+        "precision": precision,
     }  # fmt: skip
     check_budget(config)
     start, path = time.monotonic(), Path(checkpoint_path)
@@ -286,7 +292,7 @@ def image_step(session: Session) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = session.sampler.batch(config["batch_size"], rng)
     x = torch.from_numpy(inputs).to(session.device, memory_format=torch.channels_last)
     y = torch.from_numpy(targets).to(session.device)
-    with torch.autocast(session.device.type, torch.bfloat16, enabled=bool(config.get("bf16"))):
+    with autocast(session.device.type, config["precision"]):
         logits = session.model(x)
     c = session.sampler.context
     logits = logits[:, :, c : c + config["crop"], c : c + config["crop"]].float()
@@ -377,8 +383,9 @@ def _train_round(
         loss, y = step(session)
         session.optimizer.zero_grad(set_to_none=True)
         if bool(torch.any(y != IGNORE_INDEX)):
-            loss.backward()
-            session.optimizer.step()
+            session.scaler.scale(loss).backward()  # the scaler passes fp32/bf16 losses through
+            session.scaler.step(session.optimizer)
+            session.scaler.update()
             total += float(loss.detach())
         steps += 1
         meta["step"] += 1
@@ -394,7 +401,7 @@ def _end_round(session: Session, loss: float, path: Path, tic: float) -> dict[st
     val_tic = time.perf_counter()
     scores = session.validation.evaluate(
         session.model, session.config["batch_size"], session.device,
-        bf16=bool(session.config.get("bf16")),
+        precision=session.config["precision"],
     )  # fmt: skip
     meta["epoch"] += 1
     record = {
@@ -422,6 +429,7 @@ def _checkpoint_state(session: Session) -> dict[str, Any]:
         "state_dict": ckpt.cpu_state_dict(session.model),
         "best_state_dict": session.extra["best_state_dict"],
         "optimizer": session.optimizer.state_dict(),
+        "scaler": session.scaler.state_dict(),  # empty unless fp16
         "config": dict(session.config),
         "rng": ckpt.rng_state(session.rng),
         "format": ckpt.CHECKPOINT_FORMAT,

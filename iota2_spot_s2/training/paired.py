@@ -31,6 +31,7 @@ import torch
 import xarray as xr
 
 from iota2_spot_s2.arrays import normalize
+from iota2_spot_s2.devices import autocast
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.models import build_model
 from iota2_spot_s2.training.checkpoint import LoadedModel, load_model, read_checkpoint
@@ -144,7 +145,7 @@ def train_early_fusion(
     rounds: int = 20,
     val_max_pixels: int | None = 500_000,
     final_validation: bool = True,
-    bf16: bool = False,
+    precision: str = "fp32",
     class_weighting: str = "median_frequency",
     class_balanced: bool = False,
     model_kwargs: dict[str, Any] | None = None,
@@ -177,7 +178,7 @@ def train_early_fusion(
         rounds: Validations over a step or time budget.
         val_max_pixels: Labelled VAL pixels of the per-round validation subsample.
         final_validation: Score the best weights on every VAL pixel at the end.
-        bf16: bf16 autocast of the forward pass.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (as :func:`~iota2_spot_s2.training.train`).
         batch_size: Crops per step (and VAL tiles per validation batch).
         lr: Initial Adam learning rate (no weight decay).
         step_size: StepLR period, in epochs.
@@ -217,7 +218,7 @@ def train_early_fusion(
         "batch_size": batch_size, "crop": _round_up(crop, period), "lr": lr,
         "schedule": schedule, "warmup": warmup, "step_size": step_size, "gamma": gamma,
         "patience": patience, "seed": seed, "max_minutes": max_minutes, "max_steps": max_steps,
-        "rounds": rounds, "val_max_pixels": val_max_pixels, "bf16": bf16,
+        "rounds": rounds, "val_max_pixels": val_max_pixels, "precision": precision,
         "class_weighting": class_weighting,
         "class_balanced": class_balanced, "model_kwargs": kwargs,
         "val_tile": _round_up(val_tile, period), "val_max_tiles": val_max_tiles,
@@ -280,6 +281,6 @@ def _paired_step(session: Session) -> tuple[torch.Tensor, torch.Tensor]:
     assert isinstance(sampler, PairedCropSampler)
     spot, s2, valid, targets = sampler.batch_pairs(session.config["batch_size"], session.rng)
     x, s, v, y = (torch.from_numpy(a).to(session.device) for a in (spot, s2, valid, targets))
-    with torch.autocast(session.device.type, torch.bfloat16, enabled=bool(session.config["bf16"])):
+    with autocast(session.device.type, session.config["precision"]):
         logits = session.model(x, s, v)
     return session.criterion(logits.float(), y), y

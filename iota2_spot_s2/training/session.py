@@ -56,6 +56,7 @@ class Session:
     meta: dict[str, Any]
     config: dict[str, Any]
     device: torch.device
+    scaler: torch.amp.GradScaler
     step_pixels: int = 0
     step_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -67,7 +68,7 @@ class Session:
         model.load_state_dict(state_dict)
         full = dataclasses.replace(self.validation, max_pixels=None, max_tiles=None)
         result = full.evaluate(model, self.config["batch_size"], self.device,
-                               bf16=bool(self.config.get("bf16")))  # fmt: skip
+                               precision=self.config["precision"])  # fmt: skip
         return {"mean_f1": result["mean_f1"], "oa": result["oa"], "pixels": int(result["cm"].sum()),
                 "seconds": time.perf_counter() - tic}  # fmt: skip
 
@@ -253,6 +254,7 @@ def _new_session(
         meta=meta,
         config=config,
         device=device,
+        scaler=torch.amp.GradScaler(device.type, enabled=config["precision"] == "fp16"),
         extra={"best_state_dict": ckpt.cpu_state_dict(model)},
     )
 
@@ -289,6 +291,8 @@ def _plain(value: Any) -> Any:
 def _restore(session: Session, saved: dict[str, Any]) -> None:
     session.model.load_state_dict(saved["state_dict"])
     session.optimizer.load_state_dict(saved["optimizer"])
+    if saved.get("scaler") and session.scaler.is_enabled():  # fp16 before and now
+        session.scaler.load_state_dict(saved["scaler"])
     ckpt.restore_rng(saved["rng"], session.rng)
     session.extra["best_state_dict"] = saved["best_state_dict"]
     for key in ("epoch", "best_epoch", "best_val_mean_f1", "history"):

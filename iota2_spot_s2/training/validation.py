@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from iota2_spot_s2.arrays import normalize
+from iota2_spot_s2.devices import autocast
 from iota2_spot_s2.evaluation import confusion_matrix, scores
 from iota2_spot_s2.reference import VAL
 from iota2_spot_s2.training.sampling import ImageSource, read_window
@@ -80,9 +81,9 @@ class ValidationSet:
         return sum(int((self._ref(y0, x0) > 0).sum()) for y0, x0 in self.origins)
 
     def evaluate(
-        self, model: nn.Module, batch_size: int, device: str | torch.device, bf16: bool = False
+        self, model: nn.Module, batch_size: int, device: str | torch.device, precision: str = "fp32"
     ) -> dict:
-        """Confusion matrix and scores of ``model`` on the VAL tiles (bf16 autocast on request).
+        """Confusion matrix and scores of ``model`` on the VAL tiles (autocast per ``precision``).
 
         Returns:
             ``{"mean_f1", "oa", "cm"}``; ``mean_f1`` is NaN when no VAL pixel exists.
@@ -96,7 +97,7 @@ class ValidationSet:
         try:
             for start in range(0, len(self.origins), batch_size):
                 origins = self.origins[start : start + batch_size]
-                with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
+                with autocast(torch.device(device).type, precision):
                     produced, reference = self._predict(model, origins, device)
                 cm += confusion_matrix(reference.ravel(), produced.ravel(), codes)
         finally:

@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -49,7 +50,7 @@ N_CLASSES, BANDS = 10, 4
 
 
 #: Numeric options of the end-to-end figures, by label.
-MODES: dict[str, dict[str, bool]] = {
+MODES: dict[str, dict[str, Any]] = {
     "fp32": {"channels_last": False},
     "fp32+channels_last": {"channels_last": True},
     "bf16+channels_last": {"channels_last": True, "precision": "bf16"},
@@ -112,7 +113,7 @@ def bare_forward(
     return runs * batch * tile * tile / (time.perf_counter() - tic) / 1e6
 
 
-def bare_figure(name: str, opts: dict[str, bool]) -> float:
+def bare_figure(name: str, opts: dict[str, Any]) -> float:
     """The bare network's Mpx/s with a map's numeric options and the engine's allocator."""
     with heap_allocations():
         return bare_forward(loaded(name), opts.get("precision") == "bf16",

@@ -201,3 +201,20 @@ def test_folding_batchnorm_keeps_the_function_and_removes_every_norm_layer(name:
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     with torch.inference_mode():
         np.testing.assert_allclose(folded(x).numpy(), net(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_planar_softmax_is_the_softmax_of_channels_last_logits(dtype):
+    from iota2_spot_s2.inference.logits import planar_softmax
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 10, 40, 36, generator=gen) * 30  # large logits: the stable form
+    logits[0, 3, :5, :5] = logits[0, 7, :5, :5]  # ties
+    logits = logits.to(dtype).contiguous(memory_format=torch.channels_last)
+    core = logits[0, :, 3:37, 2:30]  # a cropped view, classes interleaved (stride 1)
+    out = planar_softmax(core)
+    assert out.dtype == torch.float32 and out.is_contiguous()
+    expected = torch.softmax(core.float().contiguous(), dim=0)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    assert torch.isfinite(out).all()
+    np.testing.assert_array_equal(out.argmax(0).numpy(), expected.argmax(0).numpy())

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from iota2_spot_s2.arrays import normalize, zero_nonfinite
 from iota2_spot_s2.devices import autocast_dtype
 from iota2_spot_s2.inference.allocator import heap_allocations
+from iota2_spot_s2.inference.logits import core_probabilities
 from iota2_spot_s2.inference.sources import ArraySource, WindowSource
 from iota2_spot_s2.inference.tiling import (
     Tile,
@@ -81,25 +82,6 @@ class TileResult:
     tile: Tile
     proba: np.ndarray
     invalid: np.ndarray
-
-
-def core_probabilities(
-    logits: torch.Tensor, tiles: list[Tile], keys: list[int], trimmed: int = 0
-) -> dict[int, np.ndarray]:
-    """Softmax probabilities ``(K, h, w)`` of each tile's core, by key.
-
-    The logits are cropped to the core before the softmax: margins are never normalised or
-    copied back. ``trimmed``: pixels the logits already lack on every side of the read window
-    (:attr:`Engine.trimmed`; then only a rounded-up far edge of the scene is left to crop).
-    """
-    out = {}
-    for key, tile, tile_logits in zip(keys, tiles, logits, strict=True):
-        (r0, c0), (h, w) = tile.core_offset, tile.core.shape
-        r0, c0 = r0 - trimmed, c0 - trimmed
-        with torch.inference_mode():
-            core = tile_logits[:, r0 : r0 + h, c0 : c0 + w].float()
-            out[key] = np.ascontiguousarray(torch.softmax(core, dim=0).cpu().numpy())
-    return out
 
 
 def fold_batchnorm(net: torch.nn.Module) -> torch.nn.Module:

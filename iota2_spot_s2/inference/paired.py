@@ -41,8 +41,9 @@ import xarray as xr
 from iota2_spot_s2.arrays import normalize
 from iota2_spot_s2.errors import InputError
 from iota2_spot_s2.grid import Grid
-from iota2_spot_s2.inference.engine import Engine, core_probabilities
+from iota2_spot_s2.inference.engine import Engine
 from iota2_spot_s2.inference.engine_work import engine_work
+from iota2_spot_s2.inference.logits import core_probabilities
 from iota2_spot_s2.inference.predict import (
     MapOutputs,
     _check_bands,

@@ -268,6 +268,7 @@ def test_the_older_bf16_key_is_the_training_precision(scene: SceneInfo, tmp_path
     assert recipe["precision"] == "bf16" and "bf16" not in recipe  # train() takes precision
     fp16 = _with(sections, "spot_s2_fusion.training.precision", "fp16")
     assert load_config(_write(tmp_path, fp16)).plugin.recipe("fcn")["precision"] == "fp16"
-    with pytest.raises(InputError) as err:
-        load_config(_write(tmp_path, _with(older, "spot_s2_fusion.training.precision", "fp16")))
-    assert "training.bf16 is True but training.precision is 'fp16'" in err.value.problem
+    for other in ("fp16", "fp32"):  # an explicit precision that disagrees
+        with pytest.raises(InputError) as err:
+            load_config(_write(tmp_path, _with(older, "spot_s2_fusion.training.precision", other)))
+        assert f"training.bf16 is True but training.precision is '{other}'" in err.value.problem

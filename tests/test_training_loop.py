@@ -201,6 +201,10 @@ def test_fp16_training_keeps_its_loss_scaler_and_resumes_identically(tmp_path) -
     straight = tmp_path / "straight.pt"
     train(image, labels, split, epochs=4, checkpoint_path=straight, precision="fp16", **kwargs)
     _state_equal(read_checkpoint(path)["state_dict"], read_checkpoint(straight)["state_dict"])
+    with pytest.raises(InputError, match="fp32, bf16, fp16"):  # refused before any work
+        train(image, labels, split, epochs=2, checkpoint_path=tmp_path / "x.pt",
+              precision="half", **kwargs)  # fmt: skip
+    assert not (tmp_path / "x.pt").exists()
     fp32 = tmp_path / "fp32.pt"
     train(image, labels, split, epochs=2, checkpoint_path=fp32, **kwargs)
     assert read_checkpoint(fp32)["scaler"] == {}  # no scaler outside fp16

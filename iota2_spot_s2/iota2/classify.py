@@ -154,8 +154,9 @@ def classify_tile(
 
     chain, plugin = run.chain, run.plugin
     precision = resolve_cfg_precision(plugin.map_precision, plugin.device, run.source)
-    resolve_cfg_precision(plugin.recipe("fcn")["precision"], plugin.device, run.source,
-                          key="training.precision")  # fmt: skip
+    if plugin.checkpoint is None:  # the step trains the FCN
+        resolve_cfg_precision(plugin.recipe("fcn")["precision"], plugin.device, run.source,
+                              key="training.precision")  # fmt: skip
     grid = tile_grid(require_s2_path(run), job.tile, chain.spatial_resolution)
     spot_path = spot_image_of(run, job.tile)
     spot = crop_to_grid(open_spot(spot_path), grid, spot_path)

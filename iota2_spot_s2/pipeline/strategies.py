@@ -159,10 +159,12 @@ def run_early(ctx: TileContext) -> StrategyOutput:
     with _training_data(ctx, path):
         result = train_early_fusion(
             ctx.spot, ctx.s2, ctx.prepared.labels, ctx.prepared.split, checkpoint_path=path,
-            class_codes=ctx.codes, seed=ctx.plugin.seed, **recipe,
+            class_codes=ctx.codes, seed=ctx.plugin.seed, device=ctx.device, **recipe,
         )  # fmt: skip
+    model = load_early_fusion(result.checkpoint_path)
+    model.model.to(ctx.device)
     outputs = predict_early_fusion_map(
-        load_early_fusion(result.checkpoint_path), ctx.spot, ctx.s2, ctx.tile_dir / "maps",
+        model, ctx.spot, ctx.s2, ctx.tile_dir / "maps",
         tile=ctx.plugin.tile_size, write_proba=True, nomenclature=ctx.nomenclature,
         prefix="early_fusion", scheduler=ctx.plugin.scheduler, workers=ctx.plugin.workers,
         precision=ctx.precision,

@@ -148,7 +148,7 @@ class TrainingSettings(_Section):
 
     @model_validator(mode="after")
     def _one_precision(self) -> TrainingSettings:
-        if self.bf16 and self.precision not in ("fp32", "bf16"):
+        if self.bf16 and "precision" in self.model_fields_set and self.precision != "bf16":
             raise cfg_error(
                 f"{PLUGIN_SECTION}.training.bf16 is True but training.precision is "
                 f"{self.precision!r}: keep one of them"

@@ -124,7 +124,7 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     )
 
 
-_HEAVY_KEYS = ("state_dict", "best_state_dict", "optimizer", "scheduler", "rng")
+_HEAVY_KEYS = ("state_dict", "best_state_dict", "optimizer", "scheduler", "rng", "scaler")
 
 
 def rng_state(sampler_rng: np.random.Generator) -> dict[str, Any]:

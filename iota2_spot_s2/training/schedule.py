@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from iota2_spot_s2.devices import PRECISIONS
 from iota2_spot_s2.errors import InputError
 
 SCHEDULES = ("cosine", "step", "constant")
@@ -19,7 +20,7 @@ COSINE_FLOOR = 0.02
 
 
 def check_budget(config: dict[str, Any]) -> None:
-    """Reject an unknown schedule and budgets that cannot train (0 or negative).
+    """Reject an unknown schedule or precision and budgets that cannot train (0 or negative).
 
     Raises:
         InputError: Naming the setting, its value and what is allowed.
@@ -34,6 +35,9 @@ def check_budget(config: dict[str, Any]) -> None:
     minutes = config["max_minutes"]
     if minutes is not None and not (isinstance(minutes, int | float) and minutes > 0):
         raise InputError("max_minutes", f"must be a positive number, got {minutes!r}")
+    if config.get("precision", "fp32") not in PRECISIONS:
+        raise InputError("precision", f"must be one of {', '.join(PRECISIONS)}, "
+                         f"got {config['precision']!r}")  # fmt: skip
 
 
 def learning_rate(config: dict[str, Any], progress: float, passes: float) -> float:

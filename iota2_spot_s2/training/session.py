@@ -56,7 +56,7 @@ class Session:
     meta: dict[str, Any]
     config: dict[str, Any]
     device: torch.device
-    scaler: torch.amp.GradScaler
+    scaler: Any  # torch.amp.GradScaler: loss scaling in fp16, a pass-through otherwise
     step_pixels: int = 0
     step_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -254,9 +254,20 @@ def _new_session(
         meta=meta,
         config=config,
         device=device,
-        scaler=torch.amp.GradScaler(device.type, enabled=config["precision"] == "fp16"),
+        scaler=grad_scaler(device, enabled=config["precision"] == "fp16"),
         extra={"best_state_dict": ckpt.cpu_state_dict(model)},
     )
+
+
+def grad_scaler(device: torch.device, enabled: bool) -> Any:
+    """The loss scaler of fp16 training (disabled: ``scale``/``step`` pass through).
+
+    ``torch.amp.GradScaler`` from torch 2.3; before, ``torch.cuda.amp``'s (fp16 training is
+    refused off CUDA by every entry point, so a CPU one is never needed there).
+    """
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler(device.type, enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled)
 
 
 def _seed_all(seed: int) -> None:

@@ -193,6 +193,26 @@ def test_predict_in_bf16_through_the_cli_stays_close_to_fp32(chain_run, tmp_path
     assert (bf16["classes"] == fp32["classes"]).mean() > 0.9
 
 
+def test_run_maps_in_the_cfg_map_precision(tmp_path: Path) -> None:
+    """``spot_s2_fusion.map_precision`` reaches the maps of ``run`` (their PRECISION tag)."""
+    scene = generate_scene(tmp_path / "scene", size_m=120.0, seed=5)
+    cfg = tmp_path / "run.cfg"
+    cfg.write_text(format_cfg({
+        "chain": {"output_path": str(tmp_path / "out"), "list_tile": scene.tile,
+                  "ground_truth": str(scene.reference), "data_field": "code"},
+        PLUGIN_SECTION: {"spot_images": {scene.tile: str(scene.spot_image)}, "models": ["fcn"],
+                         "strategies": ["spot"], "split_block_m": 24.0, "simulated": True,
+                         "tile_size": 64, "map_precision": "bf16", "device": "cpu",
+                         "training": {"epochs": 1, "iters_per_epoch": 1, "batch_size": 2,
+                                      "crop": 64}},
+    }))  # fmt: skip
+    result = fuse_classify("run", str(cfg))
+    assert result.returncode == 0, result.stderr[-3000:]
+    maps = tmp_path / "out" / "spot_s2" / scene.tile / "maps"
+    with rasterio.open(maps / "fcn_classes.tif") as src:
+        assert src.tags()["PRECISION"] == "bf16"
+
+
 def test_stage_commands_reproduce_the_chain(chain_run, tmp_path: Path) -> None:
     tile_dir = chain_run["tile_dir"]
     predicted = fuse_classify(

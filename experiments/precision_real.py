@@ -26,12 +26,11 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from iota2_spot_s2.devices import PRECISIONS
 from iota2_spot_s2.evaluation.map_scoring import score_map
 from iota2_spot_s2.evaluation.metrics import scores
 from iota2_spot_s2.inference import predict_map
 from iota2_spot_s2.training import load_model
-
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def crop(src: Path, dst: Path, side: int) -> Path:

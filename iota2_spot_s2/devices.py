@@ -100,12 +100,11 @@ def check_precision(precision: str, device: torch.device) -> str:
 
 
 def resolve_cfg_precision(
-    precision: str, device: str, source: str | os.PathLike[str], key: str = "map_precision"
+    precision: str, device: str, source: str | os.PathLike[str], training: str | None = None
 ) -> str:
-    """:func:`check_precision` for the cfg keys ``spot_s2_fusion.<key>`` and ``device``.
+    """:func:`check_precision` of ``spot_s2_fusion.map_precision`` on ``device``: ``precision``.
 
-    ``key``: ``map_precision`` (the maps) or ``training.precision`` (the networks' training).
-
+    ``training``: also check ``spot_s2_fusion.training.precision`` (where the run trains).
     Called before anything is trained, so that a cfg asking for fp16 on a CPU node is refused
     at once rather than after hours of training.
 
@@ -114,10 +113,15 @@ def resolve_cfg_precision(
             chain runs on a CPU.
     """
     resolved = resolve_cfg_device(device, source)
-    try:
-        return check_precision(precision, resolved)
-    except ValueError as err:
-        raise InputError(source, f"spot_s2_fusion.{key} {err}") from None
+    keys = {"map_precision": precision, "training.precision": training}
+    for key, value in keys.items():
+        if value is None:
+            continue
+        try:
+            check_precision(value, resolved)
+        except ValueError as err:
+            raise InputError(source, f"spot_s2_fusion.{key} {err}") from None
+    return precision
 
 
 def autocast(device_type: str, precision: str) -> torch.autocast:

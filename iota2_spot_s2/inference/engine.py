@@ -35,7 +35,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from iota2_spot_s2.arrays import normalize, zero_nonfinite
-from iota2_spot_s2.devices import autocast_dtype
+from iota2_spot_s2.devices import autocast, autocast_dtype
 from iota2_spot_s2.inference.allocator import heap_allocations
 from iota2_spot_s2.inference.logits import core_probabilities
 from iota2_spot_s2.inference.sources import ArraySource, WindowSource
@@ -160,8 +160,8 @@ class Engine:
         )
         self.margin = self._margin(margin, default)
         self.batch_size = max(1, int(batch_size))
+        autocast_dtype(precision)  # an unknown precision is refused here, not at the first tile
         self.precision = precision
-        self.autocast = autocast_dtype(precision)
         self.channels_last = channels_last
         self._user_net, self._was_training = net, net.training
         net = fold_batchnorm(copy.deepcopy(net).eval())
@@ -245,9 +245,7 @@ class Engine:
         return window, np.ascontiguousarray(core_invalid)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.autocast is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast)
+        return autocast(self.device.type, self.precision)
 
     def run_dense(self, windows: np.ndarray) -> torch.Tensor:
         """Logits ``(N, K, H - 2t, W - 2t)`` of read windows ``(N, C, H, W)``, ``t = trimmed``."""

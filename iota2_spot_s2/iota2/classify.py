@@ -153,10 +153,8 @@ def classify_tile(
     from iota2_spot_s2.training import load_model
 
     chain, plugin = run.chain, run.plugin
-    precision = resolve_cfg_precision(plugin.map_precision, plugin.device, run.source)
-    if plugin.checkpoint is None:  # the step trains the FCN
-        resolve_cfg_precision(plugin.recipe("fcn")["precision"], plugin.device, run.source,
-                              key="training.precision")  # fmt: skip
+    training = plugin.recipe("fcn")["precision"] if plugin.checkpoint is None else None
+    precision = resolve_cfg_precision(plugin.map_precision, plugin.device, run.source, training)
     grid = tile_grid(require_s2_path(run), job.tile, chain.spatial_resolution)
     spot_path = spot_image_of(run, job.tile)
     spot = crop_to_grid(open_spot(spot_path), grid, spot_path)

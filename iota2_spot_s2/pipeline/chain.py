@@ -78,9 +78,8 @@ def run_chain(run: RunConfig) -> list[ModelRun]:
             run.source, "no tile of chain.list_tile has an entry in spot_s2_fusion.spot_images"
         )
     # a device this machine lacks, or fp16 on a CPU, refused before anything is trained
-    resolve_cfg_precision(plugin.map_precision, plugin.device, run.source)
-    resolve_cfg_precision(plugin.recipe("fcn")["precision"], plugin.device, run.source,
-                          key="training.precision")  # fmt: skip
+    resolve_cfg_precision(plugin.map_precision, plugin.device, run.source,
+                          training=plugin.recipe("fcn")["precision"])  # fmt: skip
     nomenclature = load_nomenclature(chain.nomenclature_path, chain.color_table)
     label = "simulated" if plugin.simulated else "real"
     runs: list[ModelRun] = []
